@@ -1,0 +1,1 @@
+"""Sub-commands of the ``lungkd`` CLI, one module each (see :mod:`napari_lungkd.cli`)."""
