@@ -17,6 +17,15 @@ from typing import Any
 import numpy as np
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
+
+
 def _suffixes(path: Path) -> str:
     # keep compound suffixes such as .nii.gz so that writers that pick a format by name still work
     return "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
@@ -36,6 +45,7 @@ def atomic_path(path, overwrite: bool = True) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{_suffixes(path)}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
     try:
         yield tmp_path
         if not overwrite and path.exists():

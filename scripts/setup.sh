@@ -21,5 +21,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch first, pinned: on this kind of machine pip takes these two from the local disk.
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install -q -e ".[all,test,training,fast]"
+.venv/bin/python -m pip install -q -e ".[all,test,training,fast,bench]"
 echo "napari-lungkd is set up in .venv"
