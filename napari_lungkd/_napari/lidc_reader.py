@@ -1,0 +1,139 @@
+"""napari reader for LIDC-IDRI reading XMLs: one Labels layer per reader and a consensus layer.
+
+The layers sit on the CT already open in the viewer whose series UID the XML names (its scale,
+translate and ``metadata["lungkd_ct"]`` via :func:`napari_lungkd._napari.layers.aligned_kwargs`).
+With no such CT the XML-only grid is used (512x512 pixels of unknown size, the XML's own z
+values) and a notification says so. A chest-radiograph read or unsafe XML is refused with the
+core's one-sentence :class:`~napari_lungkd.errors.LidcXmlError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+READER_PREFIX = "LIDC reader"
+NOTHING = [(None,)]  # napari's sentinel: the path was handled and there is no layer to add
+CONSENSUS_PREFIX = "LIDC consensus"
+
+
+def get_lidc_reader(path):
+    """npe2 reader hook: a reader function for one LIDC ``.xml`` file, else None."""
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    p = Path(str(path))
+    if p.suffix.lower() != ".xml" or not p.is_file():
+        return None
+    from napari_lungkd.lidc_files import sniff_lidc_xml
+
+    kind, _ = sniff_lidc_xml(p)
+    if kind is None:  # some other XML: let another reader try
+        return None
+    return read_lidc_layers
+
+
+def find_ct_layer(viewer, series_uid: str | None):
+    """The CT image layer in ``viewer`` of series ``series_uid`` (None if there is none)."""
+    from napari.layers import Image
+
+    from napari_lungkd._napari.layers import ct_of
+
+    if viewer is None or not series_uid:
+        return None
+    for layer in viewer.layers:
+        ct = ct_of(layer) if isinstance(layer, Image) else None
+        if ct is not None and ct.series_uid == series_uid:
+            return layer
+    return None
+
+
+def _labels_tuples(lidc, base_kwargs: dict, xml_name: str) -> list:
+    out = []
+    meta = dict(base_kwargs.get("metadata", {}))
+    for r, vol in enumerate(lidc.reader_volumes()):
+        kwargs = dict(base_kwargs)
+        kwargs["metadata"] = {
+            **meta,
+            "lungkd_role": "lidc reader",
+            "lungkd_reader": r + 1,
+            "lungkd_xml": xml_name,
+        }
+        kwargs["name"] = f"{READER_PREFIX} {r + 1}"
+        kwargs["opacity"] = 0.5
+        # each reader gets its own label value, hence its own colour
+        out.append((vol * np.uint8(r + 1), kwargs, "labels"))
+    kwargs = dict(base_kwargs)
+    kwargs["metadata"] = {
+        **meta,
+        "lungkd_role": "lidc consensus",
+        "lungkd_level": lidc.level,
+        "lungkd_xml": xml_name,
+        "lungkd_nodules": [n.to_dict() for n in lidc.nodules],
+    }
+    kwargs["name"] = f"{CONSENSUS_PREFIX} {round(lidc.level * 100):d}%"
+    kwargs["opacity"] = 0.7
+    out.append((lidc.consensus_labels(), kwargs, "labels"))
+    return out
+
+
+def lidc_layers_for_ct(ct, xml_path, level: float = 0.5, include_edges: bool = False) -> list:
+    """Layer data tuples (one Labels per reader + consensus) for ``xml_path`` on ``ct``'s grid.
+
+    ``xml_path`` may also be an already-read :class:`~napari_lungkd.lidc_xml.LidcRead`.
+    """
+    from napari_lungkd._napari.layers import aligned_kwargs
+    from napari_lungkd.lidc import annotate
+
+    lidc = annotate(xml_path, ct=ct, level=level, include_edges=include_edges)
+    return _labels_tuples(lidc, aligned_kwargs(ct), Path(lidc.read.source).name)
+
+
+def lidc_layers_xml_only(xml_path, level: float = 0.5, include_edges: bool = False) -> list:
+    """Layer data tuples on the XML-only grid: z in mm from the XML, pixels of unknown size."""
+    from napari_lungkd.lidc import annotate
+
+    lidc = annotate(xml_path, ct=None, level=level, include_edges=include_edges)
+    z = np.asarray(lidc.grid.z_positions_mm, dtype=float)
+    step = lidc.grid.slice_step_mm if z.size > 1 else 1.0
+    base = {
+        "scale": (abs(step) or 1.0, 1.0, 1.0),
+        "translate": (float(z[0]) if z.size else 0.0, 0.0, 0.0),
+        "metadata": {"lungkd_grid": "xml"},
+    }
+    return _labels_tuples(lidc, base, Path(lidc.read.source).name)
+
+
+def read_lidc_layers(path) -> list:
+    """Read one LIDC XML into layers, on the matching open CT if there is one.
+
+    Bad input (a radiograph read, unsafe XML...) -> one error notification and no layer.
+    """
+    import napari
+    from napari.utils.notifications import show_error, show_info, show_warning
+
+    from napari_lungkd.errors import LungKDError
+    from napari_lungkd.lidc import read_lidc_xml
+
+    if isinstance(path, (list, tuple)):
+        path = path[0]
+    name = Path(path).name
+    try:
+        read = read_lidc_xml(path)
+        layer = find_ct_layer(napari.current_viewer(), read.series_uid)
+        if layer is not None:
+            ct = layer.metadata["lungkd_ct"]
+            layers = lidc_layers_for_ct(ct, read)
+            show_info(f"{name}: {read.n_readers} readers placed on {ct.name}")
+            return layers
+        layers = lidc_layers_xml_only(read)
+    except LungKDError as exc:
+        show_error(str(exc))
+        return NOTHING
+    show_warning(
+        f"{name}: no CT of series {read.series_uid} is open, so the outlines are shown on the "
+        "XML's own 512x512 grid (z from the XML, pixel size unknown); open the CT first to align them"
+    )
+    return layers
