@@ -1,0 +1,122 @@
+"""Turn a training checkpoint into the plugin's weights file (safetensors + metadata + SHA-256).
+
+    python -m src_training.export runs/student_kd/best.pt student.safetensors [--fp16] \
+        [--metrics results/table.json --metrics-label distilled]
+
+The file is written by ``napari_lungkd.weights.save_weights`` (atomic; JSON header with the model
+spec and its preprocessing, the training config, the data split with its patients, the training
+history and metrics, the package version and a hash of every tensor) and then read back with
+``load_weights`` into a freshly built model, so a file that the plugin could not load is never
+left behind. ``--fp16`` stores half-precision tensors (half the size; the plugin casts them back to
+float32 when it loads them). Only the model's own tensors are exported: the distillation adapters
+and the optimizer state stay in the checkpoint.
+
+int8 is not offered: the plugin's loader (``weights.load_state_into``) copies tensors into a float
+model as they are, so an int8 file would need a dequantising loader on the plugin side first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_lungkd.errors import TrainingError
+from src_training import run_main
+
+
+def _metrics_from(results_json, label: str | None, weights_path: str | None) -> dict:
+    """The row of an evaluate JSON for this model (by label, or by the file it scored)."""
+    doc = json.loads(Path(results_json).read_text())
+    for name, group in doc.get("groups", {}).items():
+        if label is not None and name != label:
+            continue
+        summary = {k: v["mean"] for k, v in group["summary"].items() if v is not None}
+        return {
+            "label": name,
+            "evaluation": summary,
+            "meta": doc.get("meta", {}),
+            "n_seeds": len(group["files"]),
+        }
+    raise TrainingError(f"Results file {results_json} has no model labelled {label!r}.")
+
+
+def export(
+    checkpoint, out_path, fp16: bool = False, name: str | None = None, metrics: dict | None = None
+) -> dict:
+    """Write the weights file for ``checkpoint``; returns ``{"path", "sha256", "spec", "bytes"}``."""
+    import torch
+
+    from napari_lungkd.models import ModelSpec, build_model
+    from napari_lungkd.weights import file_sha256, load_state_into, load_weights, save_weights
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise TrainingError(f"Checkpoint {checkpoint} does not exist.")
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        spec = ModelSpec.from_dict(ckpt["spec"])
+        state = ckpt["model"]
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise TrainingError(
+            f"Checkpoint {checkpoint} is not a src_training checkpoint ({exc})."
+        ) from exc
+    if name:
+        spec = spec.with_(name=name)
+    if fp16:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    run_state = ckpt.get("state", {})
+    metadata = {
+        "training": {
+            "config": ckpt.get("config"),
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": file_sha256(checkpoint),
+            "epochs_done": run_state.get("epoch"),
+            "best_epoch": run_state.get("best_epoch"),
+            "history": run_state.get("history", []),
+            "n_parameters": ckpt.get("n_parameters"),
+            "teacher": (ckpt.get("config") or {}).get("teacher"),
+        },
+        "data_split": ckpt.get("data_split", {}),
+        "metrics": {"val_dice_best": run_state.get("best_dice"), **(metrics or {})},
+        "precision": "float16" if fp16 else "float32",
+    }
+    sha = save_weights(out_path, state, spec, metadata)
+    # read it back the way the plugin does, into a freshly built model
+    back, info = load_weights(out_path, expected_spec=spec)
+    load_state_into(build_model(info.spec), back, out_path)
+    return {
+        "path": str(out_path),
+        "sha256": sha,
+        "spec": spec.to_dict(),
+        "bytes": Path(out_path).stat().st_size,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m src_training.export", description=__doc__.splitlines()[0]
+    )
+    ap.add_argument("checkpoint", help="best.pt or last.pt of a training run")
+    ap.add_argument("out", help="weights file to write (.safetensors)")
+    ap.add_argument("--fp16", action="store_true", help="store float16 tensors")
+    ap.add_argument(
+        "--name", default=None, help="model name stored in the spec (default: the run's)"
+    )
+    ap.add_argument(
+        "--metrics", default=None, help="an evaluate JSON whose row is stored in the metadata"
+    )
+    ap.add_argument(
+        "--metrics-label", default=None, help="which model of --metrics (default: the first)"
+    )
+    args = ap.parse_args(argv)
+    metrics = (
+        _metrics_from(args.metrics, args.metrics_label, args.checkpoint) if args.metrics else None
+    )
+    done = export(args.checkpoint, args.out, fp16=args.fp16, name=args.name, metrics=metrics)
+    print(f"{done['path']}: {done['bytes'] / 1e6:.1f} MB, sha256 {done['sha256']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
