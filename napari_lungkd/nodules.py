@@ -1,0 +1,248 @@
+"""From a binary mask to a nodule table: 3-D connected components and their measurements.
+
+Per nodule: centroid (voxel and mm), bounding box, volume (mm³), longest axial diameter (mm: the
+largest in-plane Feret diameter over the nodule's slices, what a radiologist measures with
+calipers on the axial slice where it looks largest), mean HU, max probability and slice count.
+
+Components smaller than ``min_volume_mm3`` are dropped. The default, 4.2 mm³, is the volume of a
+2 mm sphere: below that a blob is 3-4 voxels of a typical 0.7 x 0.7 x 2.5 mm CT, noise rather than
+anything a reader could mark (LIDC readers outline nodules from 3 mm; smaller ones get a point).
+Components are 26-connected (touching by a corner counts), so a thin oblique vessel-like strand
+is one object, not many.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from napari_lungkd.files import atomic_path
+
+DEFAULT_MIN_VOLUME_MM3 = 4.2
+
+
+@dataclass(frozen=True)
+class Nodule:
+    """One connected component of a mask, measured."""
+
+    label: int
+    centroid_zyx: tuple[float, float, float]
+    """Voxel coordinates (z, y, x) of the centre of mass."""
+    centroid_mm: tuple[float, float, float]
+    """``centroid_zyx * spacing_mm``: (z, y, x) mm from the centre of voxel [0, 0, 0]."""
+    bbox: tuple[int, int, int, int, int, int]
+    """``(z0, y0, x0, z1, y1, x1)`` half-open voxel box."""
+    volume_mm3: float
+    diameter_mm: float
+    """Longest axial diameter: max in-plane Feret diameter over the nodule's slices."""
+    n_voxels: int
+    n_slices: int
+    mean_hu: float | None = None
+    max_probability: float | None = None
+    centroid_lps_mm: tuple[float, float, float] | None = None
+    """Patient LPS (x, y, z) of the centroid when the CT geometry was given."""
+
+    @property
+    def centre_slice(self) -> int:
+        return int(round(self.centroid_zyx[0]))
+
+
+def feret_diameter_mm(mask_2d: np.ndarray, spacing_yx) -> float:
+    """Largest distance between two points of a 2-D pixel set (pixels as squares), in mm."""
+    m = np.asarray(mask_2d, dtype=bool)
+    has = m.any(axis=1)
+    if not has.any():
+        return 0.0
+    # the convex hull of a pixel set is the hull of each row's leftmost and rightmost pixel corners
+    r = np.flatnonzero(has).astype(np.float64)
+    left = m[has].argmax(axis=1).astype(np.float64) - 0.5
+    right = (m.shape[1] - 1 - m[has][:, ::-1].argmax(axis=1)).astype(np.float64) + 0.5
+    pts = np.concatenate(
+        [
+            np.stack([r - 0.5, left], 1),
+            np.stack([r + 0.5, left], 1),
+            np.stack([r - 0.5, right], 1),
+            np.stack([r + 0.5, right], 1),
+        ]
+    ) * np.asarray(spacing_yx, dtype=np.float64)
+    if len(pts) > 64:
+        from scipy.spatial import ConvexHull, QhullError
+
+        try:
+            pts = pts[ConvexHull(pts).vertices]
+        except QhullError:  # all points on a line
+            pass
+    d = pts[:, None, :] - pts[None, :, :]
+    return float(np.sqrt((d * d).sum(-1)).max())
+
+
+def find_nodules(
+    mask: np.ndarray,
+    spacing_mm,
+    hu: np.ndarray | None = None,
+    probability: np.ndarray | None = None,
+    min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
+    ct=None,
+) -> list[Nodule]:
+    """Connected components of ``mask`` (z, y, x) as :class:`Nodule` records, largest first.
+
+    ``ct`` (a CtVolume), when given, adds each centroid's patient LPS position.
+    """
+    from scipy import ndimage
+
+    mask = np.asarray(mask) > 0
+    spacing = tuple(float(s) for s in spacing_mm)
+    full_shape = mask.shape
+    if hu is not None and np.shape(hu) != full_shape:
+        raise ValueError(f"hu has shape {np.shape(hu)}, the mask {full_shape}")
+    if probability is not None and np.shape(probability) != full_shape:
+        raise ValueError(f"probability has shape {np.shape(probability)}, the mask {full_shape}")
+    box = _bounding_box(mask)
+    if box is None:
+        return []
+    offset = tuple(b.start for b in box)
+    mask = mask[box]
+    hu = None if hu is None else np.asarray(hu)[box]
+    probability = None if probability is None else np.asarray(probability)[box]
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
+    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    nodules: list[Nodule] = []
+    for lab, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        volume = float(counts[lab]) * voxel_mm3
+        if volume < min_volume_mm3:
+            continue
+        sub = labels[sl] == lab
+        zz, yy, xx = np.nonzero(sub)
+        start = tuple(a.start + o for a, o in zip(sl, offset))  # in the full volume
+        stop = tuple(a.stop + o for a, o in zip(sl, offset))
+        centroid = (zz.mean() + start[0], yy.mean() + start[1], xx.mean() + start[2])
+        on_slices = np.flatnonzero(sub.any(axis=(1, 2)))
+        diameter = max(feret_diameter_mm(sub[k], spacing[1:]) for k in on_slices)
+        mean_hu = float(hu[sl][sub].mean()) if hu is not None else None
+        max_p = float(probability[sl][sub].max()) if probability is not None else None
+        lps = (
+            tuple(float(v) for v in ct.index_to_lps(np.asarray(centroid)))
+            if ct is not None
+            else None
+        )
+        nodules.append(
+            Nodule(
+                label=0,
+                centroid_zyx=tuple(float(c) for c in centroid),
+                centroid_mm=tuple(float(c * s) for c, s in zip(centroid, spacing)),
+                bbox=(*start, *stop),
+                volume_mm3=volume,
+                diameter_mm=diameter,
+                n_voxels=int(counts[lab]),
+                n_slices=int(on_slices.size),
+                mean_hu=mean_hu,
+                max_probability=max_p,
+                centroid_lps_mm=lps,
+            )
+        )
+    nodules.sort(key=lambda nd: -nd.volume_mm3)
+    from dataclasses import replace
+
+    return [replace(nd, label=i) for i, nd in enumerate(nodules, start=1)]
+
+
+def _bounding_box(mask: np.ndarray):
+    """Slices of the smallest box holding every True voxel (None when there is none)."""
+    box = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=others))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def label_volume(mask: np.ndarray, nodules: list[Nodule]) -> np.ndarray:
+    """A uint16 label image where nodule ``k`` (as numbered by :func:`find_nodules`) is ``k``."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    out = np.zeros(labels.shape, dtype=np.uint16)
+    for nd in nodules:
+        z, y, x = (int(round(c)) for c in nd.centroid_zyx)
+        z0, y0, x0, z1, y1, x1 = nd.bbox
+        box = labels[z0:z1, y0:y1, x0:x1]
+        vals, cnt = np.unique(box[box > 0], return_counts=True)
+        if vals.size:
+            out[labels == vals[np.argmax(cnt)]] = nd.label
+    return out
+
+
+COLUMNS = (
+    "label",
+    "volume_mm3",
+    "diameter_mm",
+    "n_slices",
+    "n_voxels",
+    "mean_hu",
+    "max_probability",
+    "centroid_z",
+    "centroid_y",
+    "centroid_x",
+    "centroid_lps_x_mm",
+    "centroid_lps_y_mm",
+    "centroid_lps_z_mm",
+    "bbox_z0",
+    "bbox_y0",
+    "bbox_x0",
+    "bbox_z1",
+    "bbox_y1",
+    "bbox_x1",
+)
+
+
+def nodules_to_rows(nodules: list[Nodule]) -> list[dict]:
+    """Flat dicts (one per nodule, keys :data:`COLUMNS`) for CSV, JSON and tables."""
+    rows = []
+    for nd in nodules:
+        d = asdict(nd)
+        lps = nd.centroid_lps_mm or (None, None, None)
+        row = {
+            "label": nd.label,
+            "volume_mm3": round(nd.volume_mm3, 2),
+            "diameter_mm": round(nd.diameter_mm, 2),
+            "n_slices": nd.n_slices,
+            "n_voxels": nd.n_voxels,
+            "mean_hu": None if d["mean_hu"] is None else round(d["mean_hu"], 1),
+            "max_probability": None
+            if d["max_probability"] is None
+            else round(d["max_probability"], 4),
+            "centroid_z": round(nd.centroid_zyx[0], 2),
+            "centroid_y": round(nd.centroid_zyx[1], 2),
+            "centroid_x": round(nd.centroid_zyx[2], 2),
+            "centroid_lps_x_mm": None if lps[0] is None else round(lps[0], 2),
+            "centroid_lps_y_mm": None if lps[1] is None else round(lps[1], 2),
+            "centroid_lps_z_mm": None if lps[2] is None else round(lps[2], 2),
+        }
+        for k, v in zip(COLUMNS[-6:], nd.bbox):
+            row[k] = int(v)
+        rows.append(row)
+    return rows
+
+
+def write_nodules_csv(path, nodules: list[Nodule], overwrite: bool = True) -> None:
+    """Write the nodule table as CSV (header always present, even with no nodule), atomically."""
+    from napari_lungkd.errors import ExportError
+
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+                w.writeheader()
+                for row in nodules_to_rows(nodules):
+                    w.writerow({k: "" if v is None else v for k, v in row.items()})
+    except FileExistsError:
+        raise ExportError(f"{path} already exists; pass overwrite=True to replace it.") from None
+    except OSError as exc:
+        raise ExportError(f"{path} could not be written ({exc.strerror or exc}).") from None
