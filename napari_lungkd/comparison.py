@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,9 +37,11 @@ class ModelStats:
     name: str
     n_params: int | None
     seconds: float | None
-    """Seconds for the whole CT (end to end as the segmentation timed it)."""
+    """Seconds for the whole CT, end to end (``timings["total"]`` of the segmentation)."""
     n_slices: int
+    """Slices the model ran on (those with lung)."""
     slices_per_s: float | None
+    """Model throughput (``timings["slices_per_s"]``)."""
     device: str = ""
 
     @classmethod
@@ -48,17 +49,11 @@ class ModelStats:
         """Read the timings and provenance that :func:`~napari_lungkd.inference.iter_segment` records."""
         timings = dict(getattr(seg, "timings", {}) or {})
         prov = dict(getattr(seg, "provenance", {}) or {})
-        n_slices = int(np.asarray(seg.mask).shape[0])
-        seconds = _first(timings, ("total_s", "total", "end_to_end_s", "seconds"))
-        if seconds is None:
-            parts = [float(v) for k, v in timings.items() if k.endswith("_s") and _is_number(v)]
-            parts = [v for k, v in zip(timings, parts, strict=False) if "per" not in k]
-            seconds = float(sum(parts)) if parts else None
-        sps = _first(timings, ("slices_per_s", "slices_per_second"))
-        if sps is None and seconds:
-            sps = n_slices / seconds
+        n_slices = int(timings.get("slices", np.asarray(seg.mask).shape[0]))
+        seconds = _first(timings, ("total", "total_s"))
+        sps = _first(timings, ("slices_per_s",))
         if n_params is None:
-            n_params = _first(prov, ("n_params", "n_parameters", "parameters"))
+            n_params = _first(prov, ("n_parameters", "n_params"))
         return cls(
             name=name,
             n_params=None if n_params is None else int(n_params),
@@ -120,12 +115,21 @@ class Comparison:
 
         for m in self.models:
             add("parameters", m.name, m.n_params)
-            add("seconds per CT", m.name, _round(m.seconds, 3), "s")
-            add("slices per second", m.name, _round(m.slices_per_s, 1), "slices/s")
+            add("time per CT", m.name, _round(m.seconds, 2), "s")
+            add("model speed", m.name, _round(m.slices_per_s, 1), "slices/s")
         if self.speedup is not None:
-            add("speed-up", f"{self.models[0].name} vs {self.models[1].name}", _round(self.speedup, 2), "x")
+            add(
+                "speed-up",
+                f"{self.models[0].name} vs {self.models[1].name}",
+                _round(self.speedup, 2),
+                "x",
+            )
         if self.dice_between is not None:
-            add("Dice", f"{self.models[0].name} vs {self.models[1].name}", _round(self.dice_between, 4))
+            add(
+                "Dice",
+                f"{self.models[0].name} vs {self.models[1].name}",
+                _round(self.dice_between, 4),
+            )
         for name, d in self.dice_vs_consensus.items():
             add("Dice vs consensus", name, _round(d, 4))
         for name, per_reader in self.dice_vs_readers.items():
@@ -160,9 +164,7 @@ def compare_models(
     n_params = dict(n_params or {})
     masks = dict(masks or {})
     names = list(segmentations)
-    stats = tuple(
-        ModelStats.from_segmentation(n, segmentations[n], n_params.get(n)) for n in names
-    )
+    stats = tuple(ModelStats.from_segmentation(n, segmentations[n], n_params.get(n)) for n in names)
     model_masks = {n: np.asarray(masks.get(n, segmentations[n].mask)) > 0 for n in names}
     shape = next(iter(model_masks.values())).shape if model_masks else None
     for n, m in model_masks.items():
@@ -190,7 +192,9 @@ def compare_models(
         for r, m in readers.items():
             _check_shape(f"reader {r}", m, shape)
         for n in names:
-            dice_readers[n] = {r: float(metrics.dice(model_masks[n], m)) for r, m in readers.items()}
+            dice_readers[n] = {
+                r: float(metrics.dice(model_masks[n], m)) for r, m in readers.items()
+            }
         reader_dice = reader_pair_dice(readers)
 
     return Comparison(
@@ -204,18 +208,20 @@ def compare_models(
 
 
 def reader_pair_dice(reader_masks: Mapping[str, np.ndarray]) -> dict[tuple[str, str], float]:
-    """Dice of every pair of readers' masks (the inter-observer agreement, the human ceiling)."""
-    items = [(str(k), np.asarray(v) > 0) for k, v in reader_masks.items()]
-    return {
-        (a, b): float(metrics.dice(ma, mb))
-        for (a, ma), (b, mb) in itertools.combinations(items, 2)
-    }
+    """Dice of every pair of readers' masks (the inter-observer agreement, the human ceiling);
+    pairs where both readers outlined nothing carry no information and are left out
+    (:func:`napari_lungkd.metrics.reader_vs_reader_dice`)."""
+    names = [str(k) for k in reader_masks]
+    agreement = metrics.reader_vs_reader_dice([np.asarray(v) for v in reader_masks.values()])
+    return {(names[i], names[j]): float(d) for (i, j), d in agreement.pairs.items()}
 
 
 def lesion_counts(pred_mask: np.ndarray, reference: np.ndarray, spacing_mm) -> LesionCounts:
     """Per-nodule TP/FP/FN of ``pred_mask`` against the reference nodules (consensus components)."""
     result = metrics.match_lesions(np.asarray(pred_mask) > 0, np.asarray(reference), spacing_mm)
-    return LesionCounts(tp=int(_get(result, "tp")), fp=int(_get(result, "fp")), fn=int(_get(result, "fn")))
+    return LesionCounts(
+        tp=int(_get(result, "tp")), fp=int(_get(result, "fp")), fn=int(_get(result, "fn"))
+    )
 
 
 def disagreement_labels(student_mask: np.ndarray, teacher_mask: np.ndarray) -> np.ndarray:

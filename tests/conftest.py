@@ -12,6 +12,16 @@ REALDATA = Path(os.environ.get("LUNGKD_REALDATA", REPO.parent / "shared" / "real
 ARTIFACTS = Path(os.environ.get("LUNGKD_ARTIFACTS", REPO / "test-artifacts")).resolve()
 
 
+def pytest_configure(config):
+    # torchvision (needed by segmentation-models-pytorch) loads triton, which bundles its own LLVM;
+    # loaded after a napari viewer has pulled in Mesa's LLVM under Xvfb, it kills the process. Load
+    # it first, once, for the whole run (napari_lungkd/_napari/torch_guard.py guards the plugin).
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:  # the suite still runs the parts that need no torch
+        pass
+
+
 @pytest.fixture(scope="session")
 def realdata() -> Path:
     """The folder of real public test files (../shared/realdata); skips the test where absent."""

@@ -1,0 +1,84 @@
+"""What ``lungkd demo`` does inside napari: the sample case, the docked widget, the first run.
+
+Kept under ``_napari/`` (the only place that imports napari and Qt); the command module only
+parses arguments and calls :func:`run_demo`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+WIDGET_NAME = "Lung nodules (KD)"
+
+
+def weights_problem(model: str) -> str | None:
+    """None when weights for ``model`` can be found; else the one-line reason."""
+    from napari_lungkd.errors import LungKDError
+    from napari_lungkd.weights import resolve_weights
+
+    try:
+        resolve_weights(model)
+    except LungKDError as exc:
+        return f"lungkd demo: no segmentation: {exc}"
+    return None
+
+
+def open_demo(
+    viewer,
+    model: str = "student",
+    device: str = "auto",
+    segment: bool = True,
+    teacher: bool = False,
+):
+    """Put the sample case into ``viewer``, dock the widget and start the model; returns the widget."""
+    from napari.layers import Layer
+    from napari.utils.notifications import show_warning
+
+    from napari_lungkd._napari.sample import sample_chest_ct
+
+    for data, kwargs, kind in sample_chest_ct():
+        viewer.add_layer(Layer.create(data, kwargs, kind))
+    # dock it the way napari's Plugins menu does (through the npe2 manifest)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-lungkd", WIDGET_NAME)
+    panel = widget.segment_panel
+    panel.model_combo.setCurrentText(model)
+    if device in [panel.device_combo.itemText(i) for i in range(panel.device_combo.count())]:
+        panel.device_combo.setCurrentText(device)
+    if not segment:
+        return widget, None
+    problem = weights_problem(model) or (weights_problem("teacher") if teacher else None)
+    if problem:
+        print(problem, file=sys.stderr)
+        show_warning(problem)
+        panel.status.setText(problem)
+        return widget, problem
+    if teacher and model == "student":
+        widget.compare_panel.teacher_check.setChecked(True)  # runs the student, then the teacher
+    else:
+        widget.segment(model)
+    return widget, None
+
+
+def run_demo(args) -> int:
+    import napari
+    from qtpy.QtCore import QTimer
+
+    viewer = napari.Viewer(title="napari-lungkd demo")
+    widget, problem = open_demo(
+        viewer, args.model, args.device, segment=not args.no_segment, teacher=args.teacher
+    )
+    if args.screenshot:
+
+        def shoot() -> None:
+            busy = widget.job is not None and widget.job.is_running
+            if busy:
+                QTimer.singleShot(250, shoot)
+                return
+            viewer.screenshot(args.screenshot, canvas_only=False)
+            print(f"lungkd demo: screenshot saved to {args.screenshot}")
+            if args.quit_after_screenshot:
+                viewer.close()
+
+        QTimer.singleShot(500, shoot)
+    napari.run()
+    return 0

@@ -1,0 +1,38 @@
+"""Save / load controls for the (corrected) nodule mask."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+
+
+class SavePanel(QGroupBox):
+    """Save mask (NIfTI, optional NRRD, DICOM-SEG for DICOM CTs, JSON sidecar) and Load mask."""
+
+    def __init__(self, parent=None):
+        super().__init__("Correct and save", parent)
+        self.hint = QLabel(
+            "Paint or erase on the mask layer with napari's brush (P) and eraser (E), then save."
+        )
+        self.hint.setWordWrap(True)
+        self.nrrd_check = QCheckBox("also NRRD")
+        self.seg_check = QCheckBox("DICOM-SEG")
+        self.seg_check.setChecked(True)
+        self.seg_check.setToolTip(
+            "Written when the CT came from a DICOM series; references its slices"
+        )
+        self.save_button = QPushButton("Save mask…")
+        self.load_button = QPushButton("Load mask…")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        opts = QHBoxLayout()
+        opts.addWidget(self.nrrd_check)
+        opts.addWidget(self.seg_check)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.save_button)
+        buttons.addWidget(self.load_button)
+        layout = QVBoxLayout()
+        layout.addWidget(self.hint)
+        layout.addLayout(opts)
+        layout.addLayout(buttons)
+        layout.addWidget(self.status)
+        self.setLayout(layout)
