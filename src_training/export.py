@@ -1,18 +1,18 @@
 """Turn a training checkpoint into the plugin's weights file (safetensors + metadata + SHA-256).
 
-    python -m src_training.export runs/student_kd/best.pt student.safetensors [--fp16] \
+    python -m src_training.export runs/student_kd/best.pt student.safetensors [--precision fp16] \
         [--metrics results/table.json --metrics-label distilled]
 
 The file is written by ``napari_lungkd.weights.save_weights`` (atomic; JSON header with the model
 spec and its preprocessing, the training config, the data split with its patients, the training
 history and metrics, the package version and a hash of every tensor) and then read back with
 ``load_weights`` into a freshly built model, so a file that the plugin could not load is never
-left behind. ``--fp16`` stores half-precision tensors (half the size; the plugin casts them back to
-float32 when it loads them). Only the model's own tensors are exported: the distillation adapters
-and the optimizer state stay in the checkpoint.
-
-int8 is not offered: the plugin's loader (``weights.load_state_into``) copies tensors into a float
-model as they are, so an int8 file would need a dequantising loader on the plugin side first.
+left behind. ``--precision fp16`` stores half-precision tensors (half the size; the plugin casts them
+back to float32 when it loads them); ``--precision int8`` stores large convolution weights as int8 with
+one scale per output channel (a quarter of the size; :mod:`napari_lungkd.weights_quant`, dequantised
+by the plugin's loader). Check an int8 file's Dice against the fp32 one with ``evaluate`` before you
+ship it. Only the model's own tensors are exported: the distillation adapters and the optimizer state
+stay in the checkpoint.
 """
 
 from __future__ import annotations
@@ -42,13 +42,21 @@ def _metrics_from(results_json, label: str | None, weights_path: str | None) -> 
 
 
 def export(
-    checkpoint, out_path, fp16: bool = False, name: str | None = None, metrics: dict | None = None
+    checkpoint,
+    out_path,
+    fp16: bool = False,
+    name: str | None = None,
+    metrics: dict | None = None,
+    precision: str | None = None,
 ) -> dict:
     """Write the weights file for ``checkpoint``; returns ``{"path", "sha256", "spec", "bytes"}``."""
     import torch
 
     from napari_lungkd.models import ModelSpec, build_model
     from napari_lungkd.weights import file_sha256, load_state_into, load_weights, save_weights
+    from napari_lungkd.weights_quant import compress
+
+    precision = precision or ("fp16" if fp16 else "fp32")
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
@@ -63,8 +71,10 @@ def export(
         ) from exc
     if name:
         spec = spec.with_(name=name)
-    if fp16:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    try:
+        state = compress(state, precision)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
     run_state = ckpt.get("state", {})
     metadata = {
         "training": {
@@ -79,7 +89,7 @@ def export(
         },
         "data_split": ckpt.get("data_split", {}),
         "metrics": {"val_dice_best": run_state.get("best_dice"), **(metrics or {})},
-        "precision": "float16" if fp16 else "float32",
+        "precision": {"fp32": "float32", "fp16": "float16", "int8": "int8 per-channel"}[precision],
     }
     sha = save_weights(out_path, state, spec, metadata)
     # read it back the way the plugin does, into a freshly built model
@@ -99,7 +109,13 @@ def main(argv=None) -> int:
     )
     ap.add_argument("checkpoint", help="best.pt or last.pt of a training run")
     ap.add_argument("out", help="weights file to write (.safetensors)")
-    ap.add_argument("--fp16", action="store_true", help="store float16 tensors")
+    ap.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        default=None,
+        help="tensor precision in the file (default fp32; int8 = per-channel conv weights)",
+    )
+    ap.add_argument("--fp16", action="store_true", help="same as --precision fp16")
     ap.add_argument(
         "--name", default=None, help="model name stored in the spec (default: the run's)"
     )
@@ -113,7 +129,14 @@ def main(argv=None) -> int:
     metrics = (
         _metrics_from(args.metrics, args.metrics_label, args.checkpoint) if args.metrics else None
     )
-    done = export(args.checkpoint, args.out, fp16=args.fp16, name=args.name, metrics=metrics)
+    done = export(
+        args.checkpoint,
+        args.out,
+        fp16=args.fp16,
+        name=args.name,
+        metrics=metrics,
+        precision=args.precision,
+    )
     print(f"{done['path']}: {done['bytes'] / 1e6:.1f} MB, sha256 {done['sha256']}")
     return 0
 

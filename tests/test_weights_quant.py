@@ -12,7 +12,8 @@ from napari_lungkd.weights_quant import compress, dequantise, is_int8  # noqa: E
 def _state():
     g = torch.Generator().manual_seed(0)
     return {
-        "conv.weight": torch.randn(16, 8, 3, 3, generator=g) * torch.linspace(0.01, 2, 16).reshape(-1, 1, 1, 1),
+        "conv.weight": torch.randn(16, 8, 3, 3, generator=g)
+        * torch.linspace(0.01, 2, 16).reshape(-1, 1, 1, 1),
         "conv.bias": torch.randn(16, generator=g),
         "bn.running_var": torch.rand(16, generator=g) + 0.5,
         "bn.num_batches_tracked": torch.tensor(7),
