@@ -64,21 +64,24 @@ def run_demo(args) -> int:
     from qtpy.QtCore import QTimer
 
     viewer = napari.Viewer(title="napari-lungkd demo")
+    viewer.window.resize(1500, 950)
     widget, problem = open_demo(
         viewer, args.model, args.device, segment=not args.no_segment, teacher=args.teacher
     )
-    if args.screenshot:
 
-        def shoot() -> None:
-            busy = widget.job is not None and widget.job.is_running
-            if busy:
-                QTimer.singleShot(250, shoot)
-                return
+    def when_done() -> None:
+        # once the model is done, show what it found (the table is sorted by volume), then shoot
+        if widget.job is not None and widget.job.is_running:
+            QTimer.singleShot(250, when_done)
+            return
+        if not args.no_segment and widget.nodule_table.rowCount():
+            widget.nodule_table.jump_to(0)
+        if args.screenshot:
             viewer.screenshot(args.screenshot, canvas_only=False)
             print(f"lungkd demo: screenshot saved to {args.screenshot}")
             if args.quit_after_screenshot:
                 viewer.close()
 
-        QTimer.singleShot(500, shoot)
+    QTimer.singleShot(500, when_done)
     napari.run()
     return 0
