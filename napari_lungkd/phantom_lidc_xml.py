@@ -12,17 +12,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-CHARACTERISTICS_ORDER = (
-    "subtlety",
-    "internalStructure",
-    "calcification",
-    "sphericity",
-    "margin",
-    "lobulation",
-    "spiculation",
-    "texture",
-    "malignancy",
-)
+# the nine characteristics, in the order TCIA writes them (the parser reads the same list)
+from napari_lungkd.lidc_xml import CHARACTERISTIC_NAMES as CHARACTERISTICS_ORDER
 
 
 def lidc_xml_text(
