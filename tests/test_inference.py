@@ -193,6 +193,7 @@ def test_random_student_and_weights_file_provenance(ct, tmp_path, monkeypatch):
     seg2 = segment(ct, "student", device="cpu", weights=path)
     assert seg2.provenance["weights_sha256"] == sha
     monkeypatch.setenv("LUNGKD_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr("napari_lungkd.weights.BUNDLED_DIR", tmp_path / "no-bundle")  # none shipped
     with pytest.raises(WeightsError, match="No weights for model 'student'"):
         segment(ct, "student", device="cpu")
 
