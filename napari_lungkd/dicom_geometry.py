@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dicom_header import Frame
+from .majority import drop_minority, most_common
 
 DUPLICATE_TOLERANCE_MM = 0.01
 _SPACING_TOLERANCE = 0.01  # relative deviation from the median spacing that counts as uneven
@@ -40,13 +41,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n
 
 
-def _majority(values: list) -> object:
-    counts: dict = {}
-    for v in values:
-        counts[v] = counts.get(v, 0) + 1
-    return max(counts, key=lambda k: counts[k])
-
-
 def order_frames(frames: list[Frame], z_spacing_hint_mm: float | None = None) -> OrderedFrames:
     """Sort ``frames`` (all of one series, one size) along the slice normal and measure spacing.
 
@@ -55,22 +49,17 @@ def order_frames(frames: list[Frame], z_spacing_hint_mm: float | None = None) ->
     warnings: list[str] = []
     notes: dict = {}
     iops = [tuple(round(v, 4) for v in f.iop) if f.iop else None for f in frames]
-    present = [o for o in iops if o is not None]
-    iop = _majority(present) if present else None
-    if iop is None:
-        if len(frames) > 1:
-            raise GeometryError(
-                "its slices have no ImageOrientationPatient, so they cannot be ordered"
-            )
+    if any(o is not None for o in iops):
+        frames, iop, left_out = drop_minority(
+            frames, iops, lambda _: "slice(s) whose orientation differs from the rest"
+        )
+        if left_out:
+            warnings.append(left_out)
+    elif len(frames) > 1:
+        raise GeometryError("its slices have no ImageOrientationPatient, so they cannot be ordered")
+    else:
         iop = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
         warnings.append("no ImageOrientationPatient: assumed axial orientation")
-    odd = [f for f, o in zip(frames, iops) if o != iop]
-    if odd:
-        frames = [f for f, o in zip(frames, iops) if o == iop]
-        warnings.append(
-            f"left out {len(odd)} slice(s) whose orientation differs from the rest "
-            f"(e.g. {odd[0].path.name})"
-        )
     row = _unit(np.asarray(iop[:3], dtype=float))
     col = _unit(np.asarray(iop[3:], dtype=float))
     normal = _unit(np.cross(row, col))
@@ -122,7 +111,7 @@ def order_frames(frames: list[Frame], z_spacing_hint_mm: float | None = None) ->
             )
             notes["gantry_tilt_deg"] = round(tilt, 3)
 
-    pixel_spacing = _majority([f.pixel_spacing_mm for f in frames])
+    pixel_spacing = most_common([f.pixel_spacing_mm for f in frames])
     if pixel_spacing is None:
         pixel_spacing = (1.0, 1.0)
         warnings.append("no PixelSpacing: assumed 1 mm pixels")

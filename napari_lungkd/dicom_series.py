@@ -22,6 +22,7 @@ from .dicom_geometry import GeometryError, order_frames
 from .dicom_header import DicomImage, NotCtImage, read_image_header
 from .dicom_pixels import AIR_HU, read_volume
 from .errors import CtLoadError
+from .majority import drop_minority
 from .orientation import to_identity
 
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima"}
@@ -163,14 +164,11 @@ def _assemble(
     while True:
         where = f"Series {images[0].series_uid} in {source}"
         sizes = [(i.pixels.rows, i.pixels.columns) for i in images]
-        size = max(set(sizes), key=sizes.count)
-        odd = [i for i, s in zip(images, sizes) if s != size]
-        if odd:
-            images = [i for i, s in zip(images, sizes) if s == size]
-            warnings.append(
-                f"left out {len(odd)} file(s) whose image size differs from {size[0]}x{size[1]} "
-                f"(e.g. {odd[0].path.name})"
-            )
+        images, _, left_out = drop_minority(
+            images, sizes, lambda size: f"file(s) whose image size differs from {size[0]}x{size[1]}"
+        )
+        if left_out:
+            warnings.append(left_out)
         if any(i.multi_frame for i in images) and len(images) > 1:
             raise CtLoadError(
                 f"{where} mixes {len(images)} files of which some are multi-frame; "
