@@ -42,15 +42,21 @@ def onnx_available() -> bool:
 
 
 def export_onnx(loaded, path=None) -> Path:
-    """Export ``loaded.module`` to ONNX (cached by content hash); returns the file."""
+    """Export ``loaded.module`` to ONNX (cached); returns the file.
+
+    The cache key is the weights file's SHA-256 when the model came from a file (so a cached
+    export is found without building the torch module: the file was checked tensor by tensor
+    when that export was made), else the hash of the module's tensors (random weights)."""
     import torch
 
     from napari_lungkd.files import atomic_path
     from napari_lungkd.weights import cache_dir, tensors_sha256
 
-    module = loaded.module.to("cpu", memory_format=torch.contiguous_format).eval()
     if path is None:
-        key = tensors_sha256(module.state_dict())[:16]
+        if loaded.weights_sha256:
+            key = "w" + loaded.weights_sha256[:16]
+        else:
+            key = tensors_sha256(loaded.module.state_dict())[:16]
         path = (
             cache_dir()
             / "onnx"
@@ -59,6 +65,7 @@ def export_onnx(loaded, path=None) -> Path:
     path = Path(path)
     if path.is_file():
         return path
+    module = loaded.module.to("cpu", memory_format=torch.contiguous_format).eval()
     example = torch.zeros(1, loaded.spec.in_channels, 64, 64)
     dyn = {0: "batch", 2: "height", 3: "width"}
     with atomic_path(path) as tmp, torch.inference_mode(False), torch.no_grad():

@@ -188,7 +188,8 @@ def iter_segment(
     t_start = time.perf_counter()
     dev = resolve_device(device)
     yield Progress(0, 1, "load", f"model {model if isinstance(model, str) else 'given'}")
-    loaded = as_loaded_model(model, weights)
+    # ONNX Runtime needs no torch module when its export of these weights is cached
+    loaded = as_loaded_model(model, weights, build=backend != "onnx")
     spec = loaded.spec
     thr = float(spec.threshold if threshold is None else threshold)
     if not 0.0 < thr < 1.0:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -26,18 +24,58 @@ RANDOM_WEIGHTS = "random"
 RANDOM_LABEL = "random-init (testing)"
 
 
-@dataclass(frozen=True, eq=False)
-class LoadedModel:
-    """A torch module with the spec it expects and where its weights came from."""
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
-    module: Any
-    spec: ModelSpec
-    weights_sha256: str | None = None
-    """SHA-256 of the weights file; None for random weights."""
-    weights_path: Path | None = None
-    load_seconds: float = 0.0
-    metadata: dict = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
+
+class LoadedModel:
+    """A torch module with the spec it expects and where its weights came from.
+
+    The module can be built lazily: :func:`load_model` with ``build=False`` reads and checks the
+    weights file but builds the torch module (importing segmentation-models-pytorch, ~2.5 s on a
+    small CPU) only when :attr:`module` is first used. The ONNX Runtime backend with an export
+    already cached for these weights never needs it.
+    """
+
+    def __init__(
+        self,
+        module,
+        spec: ModelSpec,
+        weights_sha256: str | None = None,
+        weights_path: Path | None = None,
+        load_seconds: float = 0.0,
+        metadata: dict | None = None,
+        warnings: tuple[str, ...] = (),
+        state: dict | None = None,
+    ):
+        if module is None and state is None:
+            raise ModelError("A LoadedModel needs a module or the weights to build one.")
+        self._module = module
+        self._state = state
+        self.spec = spec
+        self.weights_sha256 = weights_sha256
+        """SHA-256 of the weights file; None for random weights."""
+        self.weights_path = weights_path
+        self.load_seconds = load_seconds
+        self.build_seconds = 0.0
+        """Time spent building the module lazily (0 when it was built at load)."""
+        self.metadata = dict(metadata or {})
+        self.warnings = tuple(warnings)
+
+    @property
+    def module(self):
+        if self._module is None:
+            from napari_lungkd.weights import load_state_into
+
+            t0 = time.perf_counter()
+            module = build_model(self.spec)
+            load_state_into(module, self._state, self.weights_path)
+            self._module, self._state = module.eval(), None
+            self.build_seconds = time.perf_counter() - t0
+        return self._module
+
+    @property
+    def is_built(self) -> bool:
+        return self._module is not None
 
     @property
     def name(self) -> str:
@@ -45,16 +83,26 @@ class LoadedModel:
 
     @property
     def n_parameters(self) -> int:
-        return count_parameters(self.module)
+        if self._module is not None:
+            return count_parameters(self._module)
+        # the state dict holds parameters and batch-norm buffers; count the parameters
+        return int(
+            sum(t.numel() for k, t in self._state.items() if not k.endswith(_BUFFER_SUFFIXES))
+        )
 
     @property
     def weights_label(self) -> str:
         return self.weights_sha256 or RANDOM_LABEL
 
 
-def load_model(model: str = "student", weights=None, registry=None) -> LoadedModel:
+def load_model(
+    model: str = "student", weights=None, registry=None, build: bool = True
+) -> LoadedModel:
     """Build model ``model`` and load its weights (``weights``: a path, ``"random"``, or None to look
-    them up with :func:`~napari_lungkd.weights.resolve_weights`)."""
+    them up with :func:`~napari_lungkd.weights.resolve_weights`).
+
+    ``build=False`` checks the file (hash, spec) but leaves building the torch module (and the
+    strict tensor-shape check) to the first use of :attr:`LoadedModel.module`."""
     from napari_lungkd.weights import load_state_into, load_weights, resolve_weights
 
     t0 = time.perf_counter()
@@ -71,25 +119,29 @@ def load_model(model: str = "student", weights=None, registry=None) -> LoadedMod
     path = resolve_weights(spec.name, weights, registry=registry)
     state, info = load_weights(path, expected_spec=spec)
     file_spec = info.spec.with_(name=spec.name) if info.spec.name != spec.name else info.spec
-    module = build_model(file_spec)
-    load_state_into(module, state, path)
+    module = None
+    if build:
+        module = build_model(file_spec)
+        load_state_into(module, state, path)
+        module, state = module.eval(), None
     return LoadedModel(
-        module.eval(),
+        module,
         file_spec,
         info.sha256,
         path,
         time.perf_counter() - t0,
         info.metadata,
         info.warnings,
+        state=state,
     )
 
 
-def as_loaded_model(model, weights=None) -> LoadedModel:
+def as_loaded_model(model, weights=None, build: bool = True) -> LoadedModel:
     """Accept a model name, a :class:`LoadedModel`, or a ``(torch module, ModelSpec)`` pair."""
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, str):
-        return load_model(model, weights)
+        return load_model(model, weights, build=build)
     if isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], ModelSpec):
         return LoadedModel(model[0], model[1])
     raise ModelError(

@@ -224,3 +224,40 @@ def test_onnx_backend_agrees_with_eager_fp32(ct, tmp_path, monkeypatch):
     assert list((tmp_path / "onnx").glob("student-resnet18-*.onnx"))  # cached for the next run
     with pytest.raises(ModelError, match="Unknown backend"):
         segment(ct, loaded, device="cpu", backend="tensorrt")
+
+
+def test_onnx_backend_needs_no_torch_module_once_its_export_is_cached(ct, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from napari_lungkd.models import build_model
+    from napari_lungkd.predictor import load_model
+    from napari_lungkd.weights import save_weights
+
+    monkeypatch.setenv("LUNGKD_CACHE_DIR", str(tmp_path / "cache"))
+    spec = get_spec("student")
+    torch.manual_seed(1)
+    state = build_model(spec).state_dict()
+    path = tmp_path / "s.safetensors"
+    sha = save_weights(path, state, spec, {"metrics": {}})
+
+    first = load_model("student", path, build=False)
+    assert not first.is_built
+    assert first.n_parameters == 14_321_937  # counted from the file's tensors, buffers left out
+    seg = segment(ct, first, device="cpu", backend="onnx")
+    assert first.is_built  # nothing cached yet: built (and checked strictly) to export
+    assert list((tmp_path / "cache" / "onnx").glob(f"student-resnet18-w{sha[:16]}-*.onnx"))
+
+    again = load_model("student", path, build=False)
+    seg2 = segment(ct, again, device="cpu", backend="onnx")
+    assert not again.is_built  # the cached export was enough
+    assert np.array_equal(seg.mask, seg2.mask)
+    assert seg2.provenance["n_parameters"] == 14_321_937
+    assert seg2.provenance["weights_sha256"] == sha
+
+    # a file that does not fit the model is still refused, when the module is built to export it
+    state["segmentation_head.0.bias"] = torch.zeros(2)
+    bad = tmp_path / "bad.safetensors"
+    save_weights(bad, state, spec, {"metrics": {}})
+    with pytest.raises(WeightsError, match="does not fit the model"):
+        segment(ct, load_model("student", bad, build=False), device="cpu", backend="onnx")
