@@ -7,9 +7,15 @@
 Each (model, path) runs in a fresh Python process so that its peak memory (max RSS) is its own and
 no cache from a previous run helps it. "End to end" is load_ct + model load + lung crop +
 preprocessing + model + post-processing (mask, nodule table), i.e. what `lungkd segment` does
-before writing files. The weights are random (timing does not depend on their values; the
+before writing files, in a fresh process (library imports and, on a GPU, CUDA start-up included;
+Python's own start-up and `import torch` are not). "Warm" repeats load_ct + segment with the model
+already loaded, as the viewer does from the second CT on. With ``--device cuda`` a second table
+gives the network alone: slices/s with the inputs already on the GPU, synchronised timing.
+
+The weights are random by default (the network's time does not depend on their values; the
 masks are then not meaningful, which is why the fast paths are compared by their agreement with
-eager fp32, not with the radiologists). ONNX export happens once per weights and is cached; its
+eager fp32, not with the radiologists); ``--weights bundled`` uses the trained ones, whose sparse
+masks make post-processing cheaper. ONNX export happens once per weights and is cached; its
 one-time cost is reported in the "setup" column, not in the per-CT time.
 
 On a shared machine the wall-clock columns depend on what else runs; the CPU columns (user +
@@ -72,7 +78,9 @@ def worker(args) -> dict:
         ct = CtVolume(
             hu=ct.hu[pick], spacing_mm=ct.spacing_mm, origin_mm=ct.origin_mm, source=ct.source
         )
-    loaded = load_model(args.model, "random")
+    loaded = load_model(
+        args.model, None if args.weights == "bundled" else "random", build=args.path == "eager"
+    )
     setup_s = 0.0
     if args.path == "onnx":  # pay the one-time export here (cached), not in the per-CT time
         t = time.perf_counter()
@@ -121,9 +129,53 @@ def worker(args) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
         "torch": torch.__version__,
     }
+    # warm: the model already loaded (as in the viewer, from the second CT on): load_ct + segment
+    t = time.perf_counter()
+    ct2 = load_ct(args.ct) if not args.quick else ct
+    seg2 = segment(
+        ct2,
+        loaded,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_threads=args.threads,
+        backend=args.path,
+    )
+    warm = time.perf_counter() - t
+    out["warm_ct_s"] = round(warm, 3) if not args.quick else None
+    out["warm_timings"] = seg2.timings
+    out["warm_ms_per_slice"] = seg2.timings["ms_per_slice"]
+    if seg2.provenance["device"].startswith("cuda"):
+        out.update(model_only(loaded, seg2.provenance["device"], args.batch_size))
+        out["gpu"] = torch.cuda.get_device_name(0)
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 0)
     if args.save_mask:
         np.save(args.save_mask, seg.mask)
     return out
+
+
+def model_only(loaded, device: str, batch: int, repeats: int = 30) -> dict:
+    """GPU throughput of the network alone (inputs already on the GPU, synchronised timing)."""
+    import torch
+
+    from napari_lungkd.predictor import BatchRunner
+
+    runner = BatchRunner(loaded, device, batch)
+    res = {"model_only_batch": batch, "model_only_precision": runner.precision}
+    for h, w in ((288, 384), (512, 512)):
+        x = torch.randn(batch, loaded.spec.in_channels, h, w, device=device)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), runner.autocast():
+            for _ in range(5):
+                loaded.module(x)
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(repeats):
+                loaded.module(x)
+            torch.cuda.synchronize()
+        res[f"model_only_slices_per_s_{h}x{w}"] = round(
+            batch * repeats / (time.perf_counter() - t), 1
+        )
+    return res
 
 
 def run_one(model: str, path: str, args, mask_file: Path) -> dict:
@@ -143,6 +195,8 @@ def run_one(model: str, path: str, args, mask_file: Path) -> dict:
         str(args.batch_size),
         "--save-mask",
         str(mask_file),
+        "--weights",
+        args.weights,
     ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -157,11 +211,11 @@ def run_one(model: str, path: str, args, mask_file: Path) -> dict:
 def table(rows: list[dict], quick: int | None) -> str:
     time_col = "s per CT (est.)" if quick else "s per CT"
     head = (
-        f"| model | path | params (M) | ms/slice | slices/s | {time_col} | CPU s per CT (est.) "
-        "| idle est. (s) | peak RSS (MB) | agree w/ eager (Dice) | T/S (ms/slice) | T/S (CT s) "
-        "| T/S (CPU s) | setup (s) |"
+        f"| model | path | params (M) | ms/slice | slices/s | {time_col} | warm s per CT "
+        "| CPU s per CT (est.) | idle est. (s) | peak RSS (MB) | agree w/ eager (Dice) "
+        "| T/S (ms/slice) | T/S (CT s) | T/S (CPU s) | setup (s) |"
     )
-    lines = [head, "|" + "---|" * 14]
+    lines = [head, "|" + "---|" * 15]
     by = {(r["model"], r["path"]): r for r in rows}
     key = "ct_s_est" if quick else "ct_s"
     for r in rows:
@@ -173,12 +227,28 @@ def table(rows: list[dict], quick: int | None) -> str:
             ratio_cpu = f"{r['cpu_s_est'] / s['cpu_s_est']:.2f}"
         agree = "" if r.get("agreement") is None else f"{r['agreement']:.4f}"
         idle = r["cpu_s_est"] / max(r["threads"] or 1, 1)
+        warm = "" if r.get("warm_ct_s") is None else f"{r['warm_ct_s']:.2f}"
         lines.append(
-            f"| {r['model']} | {r['path']} | {r['params_m']} | {r['ms_per_slice']:.0f} "
-            f"| {r['slices_per_s']:.2f} | {r[key]:.1f} | {r['cpu_s_est']:.1f} | {idle:.1f} "
+            f"| {r['model']} | {r['path']} | {r['params_m']} | {r['ms_per_slice']:.1f} "
+            f"| {r['slices_per_s']:.2f} | {r[key]:.2f} | {warm} | {r['cpu_s_est']:.1f} | {idle:.1f} "
             f"| {r['peak_rss_mb']:.0f} | {agree} | {ratio_m} | {ratio_ct} | {ratio_cpu} "
             f"| {r['setup_s']:.1f} |"
         )
+    gpu = [r for r in rows if "model_only_batch" in r]
+    if gpu:
+        lines += [
+            "",
+            f"Model only on {gpu[0]['gpu']} (inputs on the GPU, batch {gpu[0]['model_only_batch']}, "
+            f"{gpu[0]['model_only_precision']} autocast, channels-last):",
+            "",
+            "| model | slices/s at 288x384 (lung crop) | slices/s at 512x512 | peak GPU memory (MB) |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['model']} | {r['model_only_slices_per_s_288x384']:.0f} "
+            f"| {r['model_only_slices_per_s_512x512']:.0f} | {r['peak_gpu_mb']:.0f} |"
+            for r in gpu
+        ]
     return "\n".join(lines)
 
 
@@ -197,6 +267,12 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument(
+        "--weights",
+        choices=("random", "bundled"),
+        default="random",
+        help="random (default; timing does not depend on the values) or the bundled trained weights",
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -230,8 +306,10 @@ def main(argv=None) -> int:
                 )
     load = os.getloadavg()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load avg {load[0]:.1f} at the end"
+    if rows and rows[0].get("gpu"):
+        machine = f"{rows[0]['gpu']}; host {machine}"
     print(
-        f"\nLIDC-IDRI-0001 ({args.ct.name[-12:]}), random weights, device {args.device}, batch {args.batch_size}"
+        f"\nLIDC-IDRI-0001 ({args.ct.name[-12:]}), {args.weights} weights, device {args.device}, batch {args.batch_size}"
         f"{f', quick: {args.quick} slices, extrapolated' if args.quick else ''}; {machine}\n"
     )
     print(table(rows, args.quick))
