@@ -87,14 +87,18 @@ def worker(args) -> dict:
         make_runner(loaded, "cpu", backend="onnx")
         setup_s = time.perf_counter() - t
     cpu0 = _cpu_s()
-    seg = segment(
-        ct,
-        loaded,
-        device=args.device,
-        batch_size=args.batch_size,
-        num_threads=args.threads,
-        backend=args.path,
-    )
+
+    def run(volume):
+        return segment(
+            volume,
+            loaded,
+            device=args.device,
+            batch_size=args.batch_size,
+            num_threads=args.threads,
+            backend=args.path,
+        )
+
+    seg = run(ct)
     cpu_seg_s = _cpu_s() - cpu0
     tm = seg.timings
     n = tm["slices"]
@@ -132,14 +136,7 @@ def worker(args) -> dict:
     # warm: the model already loaded (as in the viewer, from the second CT on): load_ct + segment
     t = time.perf_counter()
     ct2 = load_ct(args.ct) if not args.quick else ct
-    seg2 = segment(
-        ct2,
-        loaded,
-        device=args.device,
-        batch_size=args.batch_size,
-        num_threads=args.threads,
-        backend=args.path,
-    )
+    seg2 = run(ct2)
     warm = time.perf_counter() - t
     out["warm_ct_s"] = round(warm, 3) if not args.quick else None
     out["warm_timings"] = seg2.timings
