@@ -179,6 +179,19 @@ def label_volume(mask: np.ndarray, nodules: list[Nodule]) -> np.ndarray:
     return out
 
 
+def largest_section_z(nodule: Nodule, *masks: np.ndarray) -> int:
+    """The slice (z index) inside ``nodule``'s bounding box where the masks, together, hold the
+    most voxels: the slice that shows the nodule best. The centroid's slice can cut a cavity or
+    a gap between slices and show almost nothing; with no voxels at all it is the answer."""
+    z0, y0, x0, z1, y1, x1 = (int(v) for v in nodule.bbox)
+    area = np.zeros(max(z1 - z0, 0), dtype=np.int64)
+    for mask in masks:
+        area += (np.asarray(mask)[z0:z1, y0:y1, x0:x1] > 0).sum(axis=(1, 2))
+    if area.size == 0 or not area.any():
+        return int(round(nodule.centroid_zyx[0]))
+    return z0 + int(np.argmax(area))
+
+
 COLUMNS = (
     "label",
     "volume_mm3",

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from test_lidc_xml import two_reader_xml
 
+from napari_lungkd._napari.framing import camera_of
 from napari_lungkd._napari.lidc_reader import (
     get_lidc_reader,
     lidc_layers_for_ct,
@@ -90,8 +91,9 @@ def test_069_opens_aligned_on_the_ct(make_napari_viewer, lidc0001, artifacts, qt
     z, y, x = np.argwhere(consensus).mean(axis=0)
     world = np.asarray(ct_layer.translate) + np.asarray(ct_layer.scale) * (z, y, x)
     viewer.dims.set_point(0, world[0])
-    viewer.camera.center = tuple(world[1:])
-    viewer.camera.zoom = viewer.camera.zoom * 2.5
+    camera = camera_of(viewer)
+    camera.center = tuple(world[1:])
+    camera.zoom = camera.zoom * 2.5
     for layer in added[:-1]:
         layer.contour = 1  # each reader as an outline in its own colour
     added[-1].opacity = 0.35

@@ -12,6 +12,7 @@ from napari_lungkd.nodules import (
     feret_diameter_mm,
     find_nodules,
     label_volume,
+    largest_section_z,
     nodules_to_rows,
     write_nodules_csv,
 )
@@ -53,6 +54,20 @@ def test_small_specks_are_dropped_and_diagonal_touch_is_one_nodule():
     assert len(nods) == 1 and nods[0].n_voxels == 28
     assert find_nodules(mask, (1, 1, 1), min_volume_mm3=0.5)[1].volume_mm3 == 1.0
     assert find_nodules(np.zeros((3, 4, 4)), (1, 1, 1)) == []
+
+
+def test_largest_section_skips_a_hollow_centre_slice():
+    spacing = (2.5, 0.7, 0.7)
+    mask = ball((12, 40, 40), (5, 20, 20), 6.0, spacing)
+    mask[5, 13:28, 13:28] = False  # the centroid's slice cuts through a cavity: a thin rim
+    (nod,) = find_nodules(mask, spacing)
+    assert int(round(nod.centroid_zyx[0])) == 5
+    z = largest_section_z(nod, mask)
+    assert z in (4, 6) and mask[z].sum() == max(mask[k].sum() for k in range(12))
+    other = np.zeros_like(mask)
+    other[6, 10:30, 10:30] = True  # a second model's mask tips the balance to slice 6
+    assert largest_section_z(nod, mask, other) == 6
+    assert largest_section_z(nod, np.zeros_like(mask)) == 5  # nothing in the box: the centroid
 
 
 def test_feret_diameter_of_a_rectangle_is_its_diagonal():

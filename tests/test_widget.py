@@ -2,7 +2,8 @@
 
 The CT is a small synthetic phantom written as a DICOM series with its LIDC XML; the student is a
 random-weight model saved with ``save_weights`` (so the masks are noise: the threshold is chosen in
-a fixture so that the mask holds a few blobs, which is all the flow needs).
+a fixture so that the mask holds a few blobs, which is all the flow needs). The fixtures (``case``,
+``student``, ``teacher``, ``setup``) are in ``conftest.py``, shared with ``test_widget_grid.py``.
 """
 
 from __future__ import annotations
@@ -13,107 +14,9 @@ import json
 import numpy as np
 import pytest
 
+from napari_lungkd._napari.framing import camera_of, grid_of
+
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(scope="module")
-def case(tmp_path_factory):
-    """A small phantom (128 x 128 pixels, 32 slices) written as DICOM + LIDC XML, loaded with load_ct."""
-    from napari_lungkd.ct import load_ct
-    from napari_lungkd.phantom import make_phantom, write_case
-
-    out = tmp_path_factory.mktemp("case")
-    phantom = make_phantom(seed=7, size=128, n_slices=32)
-    paths = write_case(phantom, out, n_readers=4, seed=7)
-    return load_ct(paths["series_dir"]), paths
-
-
-@pytest.fixture(scope="module")
-def student(tmp_path_factory, case):
-    """(weights path, threshold): a seeded random-weight student, and a threshold at which its
-    probability map on the case leaves at least one nodule-sized blob."""
-    from napari_lungkd._napari.torch_guard import guard_triton
-
-    guard_triton()  # a viewer of an earlier test may have loaded Mesa's LLVM (see torch_guard)
-    import torch
-
-    from napari_lungkd.inference import segment
-    from napari_lungkd.models import build_model, get_spec
-    from napari_lungkd.weights import save_weights
-
-    torch.manual_seed(0)
-    spec = get_spec("student")
-    path = tmp_path_factory.mktemp("weights") / "student.safetensors"
-    save_weights(
-        path, build_model(spec).state_dict(), spec, metadata={"note": "random weights for tests"}
-    )
-    ct, _ = case
-    seg = segment(ct, "student", device="cpu", weights=path)
-    prob = seg.probability.astype(np.float32)
-    inside = prob[prob > 0]
-    for q in (0.999, 0.995, 0.99, 0.98, 0.95, 0.9):
-        thr = float(np.clip(np.quantile(inside, q), 0.02, 0.98))
-        if segment(
-            ct, "student", device="cpu", weights=path, threshold=thr, prepared=seg.prepared
-        ).nodules:
-            return path, thr
-    pytest.fail("the random student gives no blob at any threshold")
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory, case, student):
-    """A seeded random-weight teacher whose output bias is shifted so that, at the student's
-    threshold, it too marks only its top 0.3 % of lung voxels (random models otherwise mark
-    everything or nothing, which makes an unreadable comparison screenshot)."""
-    from napari_lungkd._napari.torch_guard import guard_triton
-
-    guard_triton()
-    import torch
-
-    from napari_lungkd.inference import iter_prepare
-    from napari_lungkd.models import build_model, get_spec
-    from napari_lungkd.progress import run_to_end
-    from napari_lungkd.weights import save_weights
-
-    torch.manual_seed(1)
-    spec = get_spec("teacher")
-    model = build_model(spec)
-    ct, _ = case
-    prepared = run_to_end(iter_prepare(ct, spec))
-    with torch.no_grad():  # float32 logits on the model's own input (float16 probabilities tie)
-        logits = np.concatenate(
-            [
-                model(torch.from_numpy(c.inputs[i : i + 4])).numpy().ravel()
-                for c in prepared.chunks
-                for i in range(0, len(c.inputs), 4)
-            ]
-        )
-        thr = student[1]
-        shift = np.log(thr / (1 - thr)) - float(np.quantile(logits, 0.997))
-        model.segmentation_head[0].bias += float(shift)
-    path = tmp_path_factory.mktemp("weights") / "teacher.safetensors"
-    save_weights(path, model.state_dict(), spec, metadata={"note": "random weights for tests"})
-    return path
-
-
-@pytest.fixture
-def setup(make_napari_viewer, qtbot, case, student):
-    """A viewer with the case's CT layer and the docked widget pointed at the test student."""
-    from napari.layers import Layer
-
-    from napari_lungkd._napari.layers import ct_layer_data
-    from napari_lungkd._napari.widget import LungNodulesWidget
-
-    ct, _ = case
-    viewer = make_napari_viewer()
-    ct_layer = viewer.add_layer(Layer.create(*ct_layer_data(ct)))
-    widget = LungNodulesWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Lung nodules (KD)", area="right")
-    viewer.window._qt_window.resize(1500, 950)  # room for the canvas and the panels in screenshots
-    widget.weights["student"] = student[0]
-    widget.segment_panel.threshold.setValue(student[1])
-    widget.segment_panel.device_combo.setCurrentText("cpu")
-    return viewer, widget, ct_layer, ct
 
 
 def run_and_wait(qtbot, widget, model="student", timeout=120_000):
@@ -169,7 +72,7 @@ def test_segment_keeps_viewer_responsive_and_aligns_layers(setup, qtbot, artifac
         np.asarray(ct_layer.translate)[1:]
         + np.asarray(nod.centroid_zyx)[1:] * np.asarray(ct_layer.scale)[1:]
     )
-    assert np.allclose(viewer.camera.center[-2:], world_yx, atol=1e-3)
+    assert np.allclose(camera_of(viewer).center[-2:], world_yx, atol=1e-3)
     assert float(table.item(row, 1).text()) == pytest.approx(nod.volume_mm3, abs=0.06)
     viewer.screenshot(str(artifacts / "widget_segmented.png"), canvas_only=False)
 
@@ -320,11 +223,11 @@ def test_teacher_toggle_compares_and_cleans_up(setup, teacher, qtbot, artifacts)
     assert _value(panel, "parameters", "teacher") > 4 * _value(panel, "parameters", "student")
 
     panel.grid_check.setChecked(True)
-    assert viewer.grid.enabled
+    assert grid_of(viewer).enabled
     widget.tabs.setCurrentWidget(panel)
     viewer.screenshot(str(artifacts / "widget_compare_grid.png"), canvas_only=False)
     panel.grid_check.setChecked(False)
-    assert not viewer.grid.enabled and "CT (teacher view)" not in viewer.layers
+    assert not grid_of(viewer).enabled and "CT (teacher view)" not in viewer.layers
     assert viewer.layers["LIDC consensus"].visible  # what the grid hid is shown again
 
     panel.teacher_check.setChecked(False)
@@ -389,7 +292,8 @@ def test_lidc_readers_consensus_scores_and_csv(setup, qtbot, tmp_path, artifacts
     world = np.asarray(ct_layer.translate) + np.asarray(nod.centroid_zyx) * np.asarray(
         ct_layer.scale
     )
-    viewer.camera.center = tuple(world[1:])
-    viewer.camera.zoom = viewer.camera.zoom * 2.5
+    camera = camera_of(viewer)
+    camera.center = tuple(world[1:])
+    camera.zoom = camera.zoom * 2.5
     widget.tabs.setCurrentWidget(panel)
     viewer.screenshot(str(artifacts / "widget_lidc_readers.png"), canvas_only=False)

@@ -59,6 +59,27 @@ def open_demo(
     return widget, None
 
 
+def show_result(widget) -> None:
+    """What the demo shows once the models are done: the largest nodule (the table is sorted by
+    volume) on the slice where the models' masks show it best; with the teacher's result too,
+    student | teacher side by side on it (grid view, framed for one cell) and the Compare tab."""
+    from napari_lungkd.nodules import largest_section_z
+
+    table = widget.nodule_table
+    if table.rowCount():
+        table.jump_to(0)  # centre slice, camera on the nodule
+        masks = [seg.mask for seg in widget.results.values()]
+        z = largest_section_z(table.nodules[0], *masks)
+        dims = widget.viewer.dims
+        point = list(dims.point)
+        point[-3] = float(table.translate[-3]) + z * float(table.scale[-3])
+        dims.point = point
+    if "teacher" in widget.results and "student" in widget.results:
+        panel = widget.compare_panel
+        panel.grid_check.setChecked(True)  # set_grid re-frames the nodule for the grid cell
+        widget.tabs.setCurrentWidget(panel)
+
+
 def run_demo(args) -> int:
     import napari
     from qtpy.QtCore import QTimer
@@ -69,18 +90,22 @@ def run_demo(args) -> int:
         viewer, args.model, args.device, segment=not args.no_segment, teacher=args.teacher
     )
 
+    def shoot() -> None:
+        viewer.screenshot(args.screenshot, canvas_only=False)
+        print(f"lungkd demo: screenshot saved to {args.screenshot}")
+        if args.quit_after_screenshot:
+            viewer.close()
+
     def when_done() -> None:
-        # once the model is done, show what it found (the table is sorted by volume), then shoot
         if widget.job is not None and widget.job.is_running:
             QTimer.singleShot(250, when_done)
             return
-        if not args.no_segment and widget.nodule_table.rowCount():
-            widget.nodule_table.jump_to(0)
+        if not args.no_segment:
+            show_result(widget)
         if args.screenshot:
-            viewer.screenshot(args.screenshot, canvas_only=False)
-            print(f"lungkd demo: screenshot saved to {args.screenshot}")
-            if args.quit_after_screenshot:
-                viewer.close()
+            # let Qt draw once first: napari 0.9 lays out new grid cells on the first draw, and a
+            # grab taken before that shows them zoomed into a few pixels
+            QTimer.singleShot(500, shoot)
 
     QTimer.singleShot(500, when_done)
     napari.run()

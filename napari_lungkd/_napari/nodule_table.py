@@ -1,13 +1,16 @@
 """The nodule table: one row per found nodule; clicking a row takes the viewer to it.
 
 The jump works in *world* coordinates (the CT layer's scale and translate), so the viewer lands on
-the nodule's centre slice whatever the spacing, and the camera centres and zooms on it.
+the nodule's centre slice whatever the spacing, and the camera centres and zooms on it (in grid
+mode, for the size of one cell: see :mod:`framing`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
+
+from napari_lungkd._napari.framing import frame_box
 
 COLUMNS = ("#", "volume mm³", "diameter mm", "slices", "max prob")
 
@@ -75,17 +78,21 @@ class NoduleTable(QTableWidget):
         """Show nodule ``row``: its centre slice, the camera centred on it and zoomed to ~8x its size."""
         if not 0 <= row < len(self.nodules):
             return
-        centre, extent = nodule_world_box(self.nodules[row], self.scale, self.translate)
+        centre, _ = nodule_world_box(self.nodules[row], self.scale, self.translate)
         dims = self.viewer.dims
         point = list(dims.point)
         point[-3:] = centre
         dims.point = point
-        # zoom relative to "whole scene fits": the view then spans ~8x the nodule (>= 100 mm of context, <= half the scene)
-        world = np.asarray(self.viewer.layers.extent.world, dtype=float)
-        scene_mm = float(np.max(world[1, -2:] - world[0, -2:]))
-        self.viewer.reset_view()
-        cam = self.viewer.camera
-        size_mm = min(max(float(np.max(extent[-2:])) * 8.0, 100.0), scene_mm / 2.0)
-        cam.zoom = cam.zoom * max(scene_mm / size_mm, 1.0)
-        cam.center = tuple(centre[-2:]) if dims.ndisplay == 2 else tuple(centre)
+        self.frame(row)
         self.selectRow(row)
+
+    def frame(self, row: int | None = None) -> None:
+        """Frame nodule ``row`` (default: the selected one) in each grid cell (or the canvas),
+        keeping the slice; with no nodule, fit the whole scene. Call it when the grid changes."""
+        if row is None:
+            rows = self.selectionModel().selectedRows() if self.selectionModel() else []
+            row = rows[0].row() if rows else None
+        if row is None or not 0 <= row < len(self.nodules):
+            self.viewer.reset_view()
+            return
+        frame_box(self.viewer, *nodule_world_box(self.nodules[row], self.scale, self.translate))

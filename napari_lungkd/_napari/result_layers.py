@@ -119,12 +119,16 @@ def remove_layers(viewer, names) -> None:
 
 def set_side_by_side(viewer, ct_layer, on: bool) -> None:
     """Grid view with two cells: CT + student mask | CT + teacher mask (a second CT layer shares
-    the data, napari cannot show one layer in two cells). Off: back to one view."""
+    the data, napari cannot show one layer in two cells). Off: back to one view. The camera is
+    left alone: the caller frames the view for the new cell size (see :mod:`framing`)."""
+    from napari_lungkd._napari.framing import grid_of
+
+    grid = grid_of(viewer)
     left = [ct_layer.name, mask_layer_name("student")]
     right = [GRID_CT_NAME, mask_layer_name("teacher")]
     if not on:
         remove_layers(viewer, [GRID_CT_NAME])
-        viewer.grid.enabled = False
+        grid.enabled = False
         for layer in viewer.layers:  # show again what the grid hid
             if layer.metadata.pop(_HIDDEN_BY_GRID, False):
                 layer.visible = True
@@ -145,6 +149,6 @@ def set_side_by_side(viewer, ct_layer, on: bool) -> None:
             layer.metadata[_HIDDEN_BY_GRID] = True
     for i, name in enumerate(order):
         viewer.layers.move(viewer.layers.index(name), i)
-    viewer.grid.stride = 2
-    viewer.grid.shape = (1, 2)
-    viewer.grid.enabled = True
+    grid.stride = 2
+    grid.shape = (1, 2)
+    grid.enabled = True

@@ -243,9 +243,12 @@ class LungNodulesWidget(QWidget):
             self.segment("teacher")
 
     def set_grid(self, on: bool) -> None:
+        """Side by side (student | teacher) or back to one view, then frame the chosen nodule
+        for the new cell size (the zoom set for the whole canvas is wrong for a half-width cell)."""
         ct_layer = self.ct_layer()
         if ct_layer is not None:
             rl.set_side_by_side(self.viewer, ct_layer, on)
+            self.nodule_table.frame()
 
     def model_masks(self) -> dict:
         """Model name -> the mask as shown now (with the user's edits), for the current CT."""

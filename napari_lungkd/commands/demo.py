@@ -21,7 +21,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--no-segment", action="store_true", help="only open the sample case")
-    p.add_argument("--teacher", action="store_true", help="also run the teacher and compare")
+    p.add_argument(
+        "--teacher",
+        action="store_true",
+        help="also run the teacher and show student | teacher side by side on the largest nodule",
+    )
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window when ready")
     p.add_argument(
         "--quit-after-screenshot",
