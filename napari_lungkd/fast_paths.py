@@ -16,7 +16,9 @@ Measured on the 2-core AVX2 CPU (single thread, CPU ms per slice of a 288 x 352 
 student / teacher): eager NCHW 479 / 1759, eager channels-last 445 / 1731, ONNX Runtime 410 / 1501.
 Tried and not kept: ``torch.compile`` (inductor) 473 ms for the student after a 109 s compile
 (4 %, and minutes more for the teacher); ONNX Runtime static int8 (QDQ, per-channel) 457 ms vs
-474 ms fp32 - no gain without VNNI - with a mask Dice of 0.996 vs fp32.
+474 ms fp32 - no gain without VNNI - with a mask Dice of 0.996 vs fp32; OpenVINO 2026.4 on the
+same ONNX file, 2 threads: 206 vs 218 ms per 288 x 384 slice for ONNX Runtime (6 %, not worth a
+dependency). The whole-CT numbers are in docs/bench/.
 """
 
 from __future__ import annotations
