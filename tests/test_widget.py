@@ -297,3 +297,27 @@ def test_lidc_readers_consensus_scores_and_csv(setup, qtbot, tmp_path, artifacts
     camera.zoom = camera.zoom * 2.5
     widget.tabs.setCurrentWidget(panel)
     viewer.screenshot(str(artifacts / "widget_lidc_readers.png"), canvas_only=False)
+
+
+def test_onnx_engine_gives_the_same_mask_as_pytorch(setup, qtbot, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    viewer, widget, ct_layer, ct = setup
+    monkeypatch.setenv("LUNGKD_CACHE_DIR", str(tmp_path))  # the export lands in a fresh cache
+    panel = widget.segment_panel
+    assert panel.engine_combo.count() == 2 and panel.backend == "eager"
+    assert run_and_wait(qtbot, widget).state == "done"
+    eager = widget.results["student"]
+    panel.engine_combo.setCurrentText("ONNX Runtime (CPU)")
+    panel.device_combo.setCurrentText("cpu")
+    try:
+        job = run_and_wait(qtbot, widget)
+        assert job.state == "done", job.error
+        onnx = widget.results["student"]
+        assert onnx.provenance["backend"] == "onnx" and onnx is not eager
+        assert np.array_equal(viewer.layers["student nodules"].data, onnx.mask)
+        inter = np.logical_and(eager.mask, onnx.mask).sum()
+        assert 2 * inter / (eager.mask.sum() + onnx.mask.sum()) >= 0.99
+        assert list((tmp_path / "onnx").glob("student-*.onnx"))
+    finally:
+        panel.engine_combo.setCurrentText("PyTorch")
+        panel.device_combo.setCurrentText("auto")

@@ -21,6 +21,16 @@ from qtpy.QtWidgets import (
 from napari_lungkd.progress import Progress
 
 MODELS = ("student", "teacher")
+ENGINES = {"PyTorch": "eager", "ONNX Runtime (CPU)": "onnx"}
+"""Engine label shown -> ``iter_segment`` backend."""
+
+
+def available_engines() -> list[str]:
+    """PyTorch always; ONNX Runtime where ``onnxruntime`` and ``onnx`` are installed."""
+    from importlib.util import find_spec
+
+    has_onnx = find_spec("onnxruntime") is not None and find_spec("onnx") is not None
+    return [label for label, backend in ENGINES.items() if backend == "eager" or has_onnx]
 
 
 def available_devices() -> list[str]:
@@ -53,6 +63,12 @@ class SegmentPanel(QGroupBox):
         self.model_combo.setToolTip("student: ResNet-18 U-Net (fast); teacher: ResNet-152 U-Net")
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
+        self.engine_combo = QComboBox()
+        self.engine_combo.addItems(available_engines())
+        self.engine_combo.setToolTip(
+            "PyTorch runs on any device; ONNX Runtime runs on the CPU only, ~15 % faster per CT "
+            "there (its first run exports the model once, a few seconds for the student)"
+        )
         self.threshold = QDoubleSpinBox()
         self.threshold.setRange(0.01, 0.99)
         self.threshold.setSingleStep(0.05)
@@ -63,6 +79,7 @@ class SegmentPanel(QGroupBox):
         form.addRow("Window", self.window_combo)
         form.addRow("Model", self.model_combo)
         form.addRow("Device", self.device_combo)
+        form.addRow("Engine", self.engine_combo)
         form.addRow("Threshold", self.threshold)
 
         buttons = QHBoxLayout()
@@ -86,6 +103,11 @@ class SegmentPanel(QGroupBox):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         self.setLayout(layout)
+
+    @property
+    def backend(self) -> str:
+        """The chosen engine as an ``iter_segment`` backend (``eager`` or ``onnx``)."""
+        return ENGINES.get(self.engine_combo.currentText(), "eager")
 
     # --- state shown to the user ---
     def set_running(self, running: bool, what: str = "") -> None:

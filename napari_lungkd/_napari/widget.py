@@ -155,6 +155,7 @@ class LungNodulesWidget(QWidget):
                 weights=self.weights.get(model),
                 batch_size=self.batch_size,
                 prepared=prepared,
+                backend=sp.backend,
             )
         except Exception as exc:  # noqa: BLE001 - bad settings: one sentence, no traceback
             show_error(describe_error(exc))
