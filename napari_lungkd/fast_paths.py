@@ -35,12 +35,11 @@ ONNX_OPSET = 17
 
 
 def onnx_available() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether onnx and onnxruntime are installed (looked up, not imported: cheap enough for a
+    widget to ask when it is built)."""
+    from importlib.util import find_spec
+
+    return find_spec("onnx") is not None and find_spec("onnxruntime") is not None
 
 
 def export_onnx(loaded, path=None) -> Path:

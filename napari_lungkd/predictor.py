@@ -56,8 +56,6 @@ class LoadedModel:
         """SHA-256 of the weights file; None for random weights."""
         self.weights_path = weights_path
         self.load_seconds = load_seconds
-        self.build_seconds = 0.0
-        """Time spent building the module lazily (0 when it was built at load)."""
         self.metadata = dict(metadata or {})
         self.warnings = tuple(warnings)
 
@@ -66,11 +64,9 @@ class LoadedModel:
         if self._module is None:
             from napari_lungkd.weights import load_state_into
 
-            t0 = time.perf_counter()
             module = build_model(self.spec)
             load_state_into(module, self._state, self.weights_path)
             self._module, self._state = module.eval(), None
-            self.build_seconds = time.perf_counter() - t0
         return self._module
 
     @property
@@ -103,7 +99,7 @@ def load_model(
 
     ``build=False`` checks the file (hash, spec) but leaves building the torch module (and the
     strict tensor-shape check) to the first use of :attr:`LoadedModel.module`."""
-    from napari_lungkd.weights import load_state_into, load_weights, resolve_weights
+    from napari_lungkd.weights import load_weights, resolve_weights
 
     t0 = time.perf_counter()
     spec = get_spec(model)
@@ -119,21 +115,13 @@ def load_model(
     path = resolve_weights(spec.name, weights, registry=registry)
     state, info = load_weights(path, expected_spec=spec)
     file_spec = info.spec.with_(name=spec.name) if info.spec.name != spec.name else info.spec
-    module = None
-    if build:
-        module = build_model(file_spec)
-        load_state_into(module, state, path)
-        module, state = module.eval(), None
-    return LoadedModel(
-        module,
-        file_spec,
-        info.sha256,
-        path,
-        time.perf_counter() - t0,
-        info.metadata,
-        info.warnings,
-        state=state,
+    loaded = LoadedModel(
+        None, file_spec, info.sha256, path, 0.0, info.metadata, info.warnings, state=state
     )
+    if build:
+        loaded.module  # noqa: B018 - build now (and check every tensor's shape against the model)
+    loaded.load_seconds = time.perf_counter() - t0
+    return loaded
 
 
 def as_loaded_model(model, weights=None, build: bool = True) -> LoadedModel:

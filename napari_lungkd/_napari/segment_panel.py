@@ -27,9 +27,9 @@ ENGINES = {"PyTorch": "eager", "ONNX Runtime (CPU)": "onnx"}
 
 def available_engines() -> list[str]:
     """PyTorch always; ONNX Runtime where ``onnxruntime`` and ``onnx`` are installed."""
-    from importlib.util import find_spec
+    from napari_lungkd.fast_paths import onnx_available
 
-    has_onnx = find_spec("onnxruntime") is not None and find_spec("onnx") is not None
+    has_onnx = onnx_available()
     return [label for label, backend in ENGINES.items() if backend == "eager" or has_onnx]
 
 

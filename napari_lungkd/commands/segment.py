@@ -112,7 +112,7 @@ def load_models(args) -> dict:
     loaded = {}
     for name in names:
         w = args.teacher_weights if (name == "teacher" and args.model == "both") else args.weights
-        loaded[name] = load_model(name, w, build=getattr(args, "backend", "eager") != "onnx")
+        loaded[name] = load_model(name, w, build=args.backend != "onnx")
     return loaded
 
 
