@@ -59,10 +59,10 @@ def worker(args) -> dict:
 
     from napari_lungkd import load_ct
     from napari_lungkd.ct import CtVolume
-    from napari_lungkd.fast_paths import make_runner
-    from napari_lungkd.inference import segment
-    from napari_lungkd.lung_region import find_lung_region
-    from napari_lungkd.predictor import load_model
+    from napari_lungkd.inference.lung_region import find_lung_region
+    from napari_lungkd.inference.onnx_runner import make_runner
+    from napari_lungkd.inference.segmenter import segment
+    from napari_lungkd.inference.torch_runner import load_model
 
     t0, c0 = time.perf_counter(), _cpu_s()
     ct = load_ct(args.ct)
@@ -154,7 +154,7 @@ def model_only(loaded, device: str, batch: int, repeats: int = 30) -> dict:
     """GPU throughput of the network alone (inputs already on the GPU, synchronised timing)."""
     import torch
 
-    from napari_lungkd.predictor import BatchRunner
+    from napari_lungkd.inference.torch_runner import BatchRunner
 
     runner = BatchRunner(loaded, device, batch)
     res = {"model_only_batch": batch, "model_only_precision": runner.precision}
@@ -284,7 +284,7 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from napari_lungkd.fast_paths import agreement
+    from napari_lungkd.inference.onnx_runner import agreement
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

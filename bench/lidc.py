@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     )
     series = sorted((args.realdata / "LIDC-IDRI-0001").rglob("069.xml"))
     if series:
-        from napari_lungkd.ct import load_ct
+        from napari_lungkd.io import load_ct
 
         ct = load_ct(series[0].parent)
         rows.append(

@@ -58,8 +58,8 @@ def _reset_peak() -> bool:
 def _prepare(method: str):
     """Import what the method needs (outside the clock) and return the load function."""
     if method in ("ours", "ours_recursive"):
-        import napari_lungkd.dicom_series  # noqa: F401  (load_ct imports it lazily)
-        from napari_lungkd.ct import load_ct
+        import napari_lungkd.io.dicom.series  # noqa: F401  (load_ct imports it lazily)
+        from napari_lungkd.io import load_ct
 
         return lambda folder: load_ct(folder).hu
     if method in ("sitk", "sitk_numpy"):

@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _PUBLIC = {
     "CtVolume": "napari_lungkd.ct",
-    "load_ct": "napari_lungkd.ct",
+    "load_ct": "napari_lungkd.io",
     "read_lidc_xml": "napari_lungkd.lidc",
     "segment": "napari_lungkd.inference",
     "iter_segment": "napari_lungkd.inference",

@@ -1,4 +1,4 @@
-"""CtVolume, the one in-memory CT that every part of napari-lungkd works on, and load_ct.
+"""CtVolume, the one in-memory CT that every part of napari-lungkd works on (a leaf: no loading code).
 
 Conventions (shared by every module):
 
@@ -67,45 +67,3 @@ class CtVolume:
         rel = np.asarray(lps, dtype=float) - np.asarray(self.origin_mm, dtype=float)
         xyz = rel @ np.linalg.inv(np.asarray(self.direction)).T
         return (xyz / np.asarray(self.spacing_mm[::-1], dtype=float))[..., ::-1]
-
-
-IMAGE_FILE_SUFFIXES = (".nii", ".nii.gz", ".mhd", ".mha", ".nrrd")
-"""File names that :func:`load_ct` reads with SimpleITK; anything else is tried as DICOM."""
-
-
-def is_image_file_name(path) -> bool:
-    """True when ``path`` names a NIfTI, MetaImage or NRRD file (by its suffix)."""
-    return str(path).lower().endswith(IMAGE_FILE_SUFFIXES)
-
-
-def load_ct(path, series_uid: str | None = None) -> CtVolume:
-    """Load a chest CT from a DICOM folder or file, NIfTI, MHD/MHA or NRRD.
-
-    * a folder is searched recursively for DICOM files; they are grouped by SeriesInstanceUID and
-      the series named by ``series_uid`` is loaded, otherwise the one with the most slices;
-    * a DICOM file gives one slice, or every frame of an Enhanced (multi-frame) CT;
-    * ``.nii``, ``.nii.gz``, ``.mhd``, ``.mha`` and ``.nrrd`` are read with SimpleITK.
-
-    Whenever the stored direction is a signed axis permutation the volume is reoriented so that
-    ``direction`` is the identity (napari then needs only ``scale`` and ``translate``). Problems that
-    do not stop loading end up in ``warnings``. Raises :class:`~napari_lungkd.errors.CtLoadError`
-    with one clear sentence naming the path on bad input.
-    """
-    from .errors import CtLoadError
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CtLoadError(f"{path} does not exist.")
-    if path.is_dir():
-        from .dicom_series import load_dicom_folder
-
-        return load_dicom_folder(path, series_uid)
-    if is_image_file_name(path):
-        from .image_file import load_image_file
-
-        if series_uid is not None:
-            raise CtLoadError(f"{path} is not DICOM, so it has no series {series_uid} to choose.")
-        return load_image_file(path)
-    from .dicom_series import load_dicom_file
-
-    return load_dicom_file(path, series_uid)

@@ -5,7 +5,7 @@
         --precision int8 [--metrics results/table.json]
 
 Each checkpoint is exported (:func:`src_training.export.export`) into
-``napari_lungkd/weights_data/<name>.safetensors`` (names ``teacher``, ``student`` for the distilled
+``napari_lungkd/models/weights_data/<name>.safetensors`` (names ``teacher``, ``student`` for the distilled
 student, ``student_baseline``) and ``registry.json`` pins each file's SHA-256, so that weight
 resolution finds and verifies them from a checkout and from an installed wheel. The repository
 allows 95 MB a file and 100 MB together (issue 8); the script refuses to write more. Use int8 only
@@ -22,7 +22,7 @@ from napari_lungkd.files import write_json
 from src_training import run_main
 from src_training.export import _metrics_from, export
 
-BUNDLE_DIR = Path(__file__).resolve().parents[1] / "napari_lungkd" / "weights_data"
+BUNDLE_DIR = Path(__file__).resolve().parents[1] / "napari_lungkd" / "models" / "weights_data"
 MAX_FILE_BYTES = 95_000_000
 MAX_TOTAL_BYTES = 100_000_000
 ROLES = (

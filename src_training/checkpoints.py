@@ -17,8 +17,8 @@ from napari_lungkd.files import atomic_path
 
 def load_model_file(path, device):
     """A trained model from a ``.pt`` checkpoint of this script or an exported ``.safetensors``."""
-    from napari_lungkd.models import ModelSpec, build_model
-    from napari_lungkd.weights import load_weights
+    from napari_lungkd.models.specs import ModelSpec, build_model
+    from napari_lungkd.models.weights import load_weights
 
     path = Path(path)
     if not path.is_file():

@@ -21,7 +21,7 @@ from napari_lungkd.errors import TrainingError
 
 DEFAULTS: dict[str, Any] = {
     "name": "run",
-    "model": "student",  # a napari_lungkd.models spec name: student, teacher, assistant34, assistant50
+    "model": "student",  # a napari_lungkd.models.specs spec name: student, teacher, assistant34, assistant50
     "encoder": None,  # override the spec's encoder (e.g. a smaller teacher for tiny tests)
     "context_slices": 1,  # 1 = 2-D as in the thesis; 3 or 5 = 2.5-D
     "seed": 0,
@@ -126,7 +126,7 @@ def load_config(path=None, overrides=()) -> dict:
 
 def model_spec(cfg: dict):
     """The ModelSpec this config trains: the named spec with the config's encoder / context."""
-    from napari_lungkd.models import get_spec
+    from napari_lungkd.models.specs import get_spec
 
     spec = get_spec(cfg["model"])
     changes = {"context_slices": int(cfg["context_slices"])}

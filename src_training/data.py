@@ -2,7 +2,7 @@
 
 One training sample is one axial slice (2-D, 1 channel, as in the thesis) or a slice with its
 ``k`` neighbours as channels (2.5-D), turned into model input by the plugin's own
-``napari_lungkd.models.preprocess_slices`` so that training and inference see the same numbers.
+``napari_lungkd.models.specs.preprocess_slices`` so that training and inference see the same numbers.
 
 Determinism: the list of (case, slice) samples of an epoch and every random choice made for one
 sample (crop, flip, rotation, scale, intensity jitter) come from ``numpy.random.default_rng((seed,
@@ -23,7 +23,12 @@ from scipy import ndimage
 from torch.utils.data import Dataset, Sampler
 
 from napari_lungkd.errors import TrainingError
-from napari_lungkd.models import ModelSpec, background_value, pad_to_multiple, preprocess_slices
+from napari_lungkd.models.specs import (
+    ModelSpec,
+    background_value,
+    pad_to_multiple,
+    preprocess_slices,
+)
 
 
 class CachedCase:

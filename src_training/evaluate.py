@@ -7,7 +7,7 @@
         --out results/table
 
 Every model file (a training ``.pt`` or an exported ``.safetensors``) segments every case of the
-chosen split part through ``napari_lungkd.inference.segment`` — the plugin's own code path: lung
+chosen split part through ``napari_lungkd.inference.segmenter.segment`` — the plugin's own code path: lung
 region, preprocessing, batching, threshold — so the numbers are what a user of the plugin gets.
 All models run in the same process, one after the other, so their timings compare.
 
@@ -52,9 +52,9 @@ def load_for_inference(path):
     """``(LoadedModel, data_split)`` from a training checkpoint or an exported weights file."""
     import torch
 
-    from napari_lungkd.models import ModelSpec, build_model
-    from napari_lungkd.predictor import LoadedModel
-    from napari_lungkd.weights import file_sha256, load_state_into, load_weights
+    from napari_lungkd.inference.torch_runner import LoadedModel
+    from napari_lungkd.models.specs import ModelSpec, build_model
+    from napari_lungkd.models.weights import file_sha256, load_state_into, load_weights
 
     path = Path(path)
     if not path.is_file():
@@ -97,8 +97,8 @@ def case_ct(case):
 
 def score_model(loaded, cases, device: str, threads: int | None):
     """Generator: segment every case with one model, yield Progress, return its row + per-case list."""
-    from napari_lungkd.inference import segment
-    from napari_lungkd.metrics import dice, hd95_mm, match_lesions, summarise_matches
+    from napari_lungkd.inference.segmenter import segment
+    from napari_lungkd.scoring.metrics import dice, hd95_mm, match_lesions, summarise_matches
 
     inter = total = 0
     matches, per_case, s_per_ct, ms_slice, hd95 = [], [], [], [], []

@@ -3,13 +3,13 @@
     python -m src_training.export runs/student_kd/best.pt student.safetensors [--precision fp16] \
         [--metrics results/table.json --metrics-label distilled]
 
-The file is written by ``napari_lungkd.weights.save_weights`` (atomic; JSON header with the model
+The file is written by ``napari_lungkd.models.weights.save_weights`` (atomic; JSON header with the model
 spec and its preprocessing, the training config, the data split with its patients, the training
 history and metrics, the package version and a hash of every tensor) and then read back with
 ``load_weights`` into a freshly built model, so a file that the plugin could not load is never
 left behind. ``--precision fp16`` stores half-precision tensors (half the size; the plugin casts them
 back to float32 when it loads them); ``--precision int8`` stores large convolution weights as int8 with
-one scale per output channel (a quarter of the size; :mod:`napari_lungkd.weights_quant`, dequantised
+one scale per output channel (a quarter of the size; :mod:`napari_lungkd.models.quant`, dequantised
 by the plugin's loader). Check an int8 file's Dice against the fp32 one with ``evaluate`` before you
 ship it. Only the model's own tensors are exported: the distillation adapters and the optimizer state
 stay in the checkpoint.
@@ -52,9 +52,14 @@ def export(
     """Write the weights file for ``checkpoint``; returns ``{"path", "sha256", "spec", "bytes"}``."""
     import torch
 
-    from napari_lungkd.models import ModelSpec, build_model
-    from napari_lungkd.weights import file_sha256, load_state_into, load_weights, save_weights
-    from napari_lungkd.weights_quant import compress
+    from napari_lungkd.models.quant import compress
+    from napari_lungkd.models.specs import ModelSpec, build_model
+    from napari_lungkd.models.weights import (
+        file_sha256,
+        load_state_into,
+        load_weights,
+        save_weights,
+    )
 
     precision = precision or ("fp16" if fp16 else "fp32")
 

@@ -86,7 +86,7 @@ def reference_labels(
     """Nodule labels on the CT grid (0 = background, i = nodule i): the readers' consensus at
     ``level`` (fraction of the readers of a nodule, as in pylidc), or a truth label file."""
     if truth is not None:
-        from napari_lungkd.export import read_mask
+        from napari_lungkd.io.masks import read_mask
 
         return np.asarray(read_mask(truth, ct)).astype(np.int16)
     from napari_lungkd.lidc import annotate
@@ -118,7 +118,7 @@ def prepare_case(
     rule: str = "pylidc",
 ) -> dict:
     """Load one case, build its reference mask and write its cache folder; returns case.json."""
-    from napari_lungkd.ct import load_ct
+    from napari_lungkd.io import load_ct
 
     ct = load_ct(item["series"])
     if use_truth and item["truth"] is None:

@@ -87,8 +87,8 @@ def train(
     """Run (or continue) one training run described by ``cfg``; returns the run summary."""
     from tqdm import tqdm
 
-    from napari_lungkd.models import build_model, count_parameters
-    from napari_lungkd.weights import tensors_sha256
+    from napari_lungkd.models.specs import build_model, count_parameters
+    from napari_lungkd.models.weights import tensors_sha256
 
     rank, world, device = setup_distributed(cfg["device"])
     out = Path(cfg["out"])

@@ -52,7 +52,7 @@ def artifacts() -> Path:
 @pytest.fixture(scope="session")
 def case(tmp_path_factory):
     """A small phantom (128 x 128 pixels, 32 slices) written as DICOM + LIDC XML, loaded with load_ct."""
-    from napari_lungkd.ct import load_ct
+    from napari_lungkd.io import load_ct
     from napari_lungkd.phantom import make_phantom, write_case
 
     out = tmp_path_factory.mktemp("case")
@@ -70,9 +70,9 @@ def student(tmp_path_factory, case):
     guard_triton()  # a viewer of an earlier test may have loaded Mesa's LLVM (see torch_guard)
     import torch
 
-    from napari_lungkd.inference import segment
-    from napari_lungkd.models import build_model, get_spec
-    from napari_lungkd.weights import save_weights
+    from napari_lungkd.inference.segmenter import segment
+    from napari_lungkd.models.specs import build_model, get_spec
+    from napari_lungkd.models.weights import save_weights
 
     torch.manual_seed(0)
     spec = get_spec("student")
@@ -103,10 +103,10 @@ def teacher(tmp_path_factory, case, student):
     guard_triton()
     import torch
 
-    from napari_lungkd.inference import iter_prepare
-    from napari_lungkd.models import build_model, get_spec
+    from napari_lungkd.inference.segmenter import iter_prepare
+    from napari_lungkd.models.specs import build_model, get_spec
+    from napari_lungkd.models.weights import save_weights
     from napari_lungkd.progress import run_to_end
-    from napari_lungkd.weights import save_weights
 
     torch.manual_seed(1)
     spec = get_spec("teacher")
@@ -134,8 +134,8 @@ def setup(make_napari_viewer, qtbot, case, student):
     """A viewer with the case's CT layer and the docked widget pointed at the test student."""
     from napari.layers import Layer
 
+    from napari_lungkd._napari._qt.widget import LungNodulesWidget
     from napari_lungkd._napari.layers import ct_layer_data
-    from napari_lungkd._napari.widget import LungNodulesWidget
 
     ct, _ = case
     viewer = make_napari_viewer()

@@ -27,7 +27,7 @@ def get_lidc_reader(path):
     p = Path(str(path))
     if p.suffix.lower() != ".xml" or not p.is_file():
         return None
-    from napari_lungkd.lidc_files import sniff_lidc_xml
+    from napari_lungkd.lidc.files import sniff_lidc_xml
 
     kind, _ = sniff_lidc_xml(p)
     if kind is None:  # some other XML: let another reader try
@@ -82,7 +82,7 @@ def _labels_tuples(lidc, base_kwargs: dict, xml_name: str) -> list:
 def lidc_layers_for_ct(ct, xml_path, level: float = 0.5, include_edges: bool = False) -> list:
     """Layer data tuples (one Labels per reader + consensus) for ``xml_path`` on ``ct``'s grid.
 
-    ``xml_path`` may also be an already-read :class:`~napari_lungkd.lidc_xml.LidcRead`.
+    ``xml_path`` may also be an already-read :class:`~napari_lungkd.lidc.parse.LidcRead`.
     """
     from napari_lungkd._napari.layers import aligned_kwargs
     from napari_lungkd.lidc import annotate

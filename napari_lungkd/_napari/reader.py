@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from napari_lungkd.ct import is_image_file_name
+from napari_lungkd.io.sniff import is_image_file_name
 
 _DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima"}
 _NOT_CT_SUFFIXES = {".xml", ".txt", ".csv", ".json", ".md", ".py", ".zarr", ".png", ".jpg", ".tif"}
@@ -91,8 +91,8 @@ def read_ct(path) -> list:
     from napari.utils.notifications import show_error, show_warning
 
     from napari_lungkd._napari.layers import ct_layer_data
-    from napari_lungkd.ct import load_ct
     from napari_lungkd.errors import LungKDError
+    from napari_lungkd.io import load_ct
 
     p = _single_path(path)
     if p is None:

@@ -1,7 +1,7 @@
 """npe2 sample data: a synthetic chest CT with its LIDC-format reader annotations.
 
 ``File > Open Sample > napari-lungkd > Synthetic chest CT with LIDC annotations``. The case is
-generated on first use (a few seconds) and cached (see :mod:`napari_lungkd.phantom_sample`); it is
+generated on first use (a few seconds) and cached (see :mod:`napari_lungkd.phantom.sample`); it is
 then opened through the same path as real data: ``load_ct`` on the DICOM folder and the LIDC
 parser on its XML, giving the CT, one Labels layer per reader, the consensus and the truth.
 """
@@ -13,9 +13,9 @@ def sample_chest_ct() -> list:
     """Layer data tuples: the CT (lung window), each reader's outlines, the consensus, the truth."""
     from napari_lungkd._napari.layers import aligned_kwargs, ct_layer_data
     from napari_lungkd._napari.lidc_reader import lidc_layers_for_ct
-    from napari_lungkd.ct import load_ct
-    from napari_lungkd.export import read_mask
-    from napari_lungkd.phantom_sample import ensure_sample_case
+    from napari_lungkd.io import load_ct
+    from napari_lungkd.io.masks import read_mask
+    from napari_lungkd.phantom.sample import ensure_sample_case
 
     paths = ensure_sample_case()
     ct = load_ct(paths["series_dir"])

@@ -3,7 +3,7 @@
 One save writes, each atomically (temporary file, then rename):
 
 * the mask in the CT's own geometry — ``.nii.gz`` / ``.nii`` / ``.nrrd`` by the path's suffix
-  (:func:`napari_lungkd.export.write_mask`), plus a ``.nrrd`` twin on request;
+  (:func:`napari_lungkd.io.masks.write_mask`), plus a ``.nrrd`` twin on request;
 * a DICOM-SEG ``<stem>.seg.dcm`` referencing the source slices, when the CT came from DICOM;
 * a JSON sidecar ``<stem>.json``: model, weights SHA-256, package version, threshold, time, the
   files written and the voxels added / removed by hand relative to the model's own mask.
@@ -64,9 +64,9 @@ def save_mask_files(
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write the mask files and the sidecar (see the module docstring); returns kind -> path."""
-    from napari_lungkd.comparison import edit_summary
-    from napari_lungkd.export import write_mask as write_mask_file
     from napari_lungkd.files import write_json
+    from napari_lungkd.io.masks import write_mask as write_mask_file
+    from napari_lungkd.scoring.comparison import edit_summary
 
     if ct is None:
         raise ExportError(
@@ -96,7 +96,7 @@ def save_mask_files(
     if "nrrd" in paths:
         write_mask_file(paths["nrrd"], mask, ct, overwrite=overwrite)
     if "dicom_seg" in paths:
-        from napari_lungkd.dicom_seg import write_dicom_seg
+        from napari_lungkd.io.dicom.seg import write_dicom_seg
 
         write_dicom_seg(
             paths["dicom_seg"],

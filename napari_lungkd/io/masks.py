@@ -1,0 +1,147 @@
+"""Masks on disk in the CT's own geometry: NIfTI (.nii, .nii.gz) and NRRD, uint8, written atomically.
+
+    write_mask(path, mask, ct, overwrite=False) -> Path
+    read_mask(path, ct) -> np.ndarray (z, y, x) uint8, aligned to ct
+    ct_image(array, ct) -> SimpleITK.Image with the CT's origin, spacing and direction
+
+Geometry is SimpleITK's, i.e. patient LPS, so a mask written here overlays the CT voxel for voxel
+in any tool that reads the CT from its DICOM series. A mask stored with its axes permuted or
+flipped (another tool's RAS habits) is brought back to the CT's axes when reading; a mask on any
+other grid is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from napari_lungkd.ct import CtVolume
+from napari_lungkd.errors import ExportError
+from napari_lungkd.files import atomic_path
+from napari_lungkd.io.orientation import to_identity
+
+MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
+_ORIGIN_TOLERANCE_MM = 1e-3
+_SPACING_TOLERANCE = 1e-4  # relative
+_DIRECTION_TOLERANCE = 1e-4
+
+
+def ct_image(array: np.ndarray, ct: CtVolume):
+    """A SimpleITK image of ``array`` ``(z, y, x)`` placed on the CT's grid."""
+    import SimpleITK as sitk
+
+    array = np.asarray(array)
+    if array.shape != ct.shape:
+        raise ExportError(
+            f"an array of shape {array.shape} does not fit the CT of shape {ct.shape}."
+        )
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.SetSpacing([float(s) for s in ct.spacing_mm[::-1]])
+    image.SetOrigin([float(v) for v in ct.origin_mm])
+    image.SetDirection([float(v) for v in np.asarray(ct.direction, dtype=float).ravel()])
+    return image
+
+
+def _check_suffix(path: Path) -> None:
+    if not path.name.lower().endswith(MASK_SUFFIXES):
+        raise ExportError(
+            f"{path} has an unsupported extension; masks are saved as .nii.gz, .nii or .nrrd."
+        )
+
+
+def _as_uint8(mask: np.ndarray, ct: CtVolume) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.shape != ct.shape:
+        raise ExportError(f"the mask has shape {mask.shape} but the CT has shape {ct.shape}.")
+    if mask.dtype == np.uint8:
+        return mask
+    if mask.dtype == bool:
+        return mask.astype(np.uint8)
+    if mask.dtype.kind not in "iuf":
+        raise ExportError(f"the mask has dtype {mask.dtype}; a mask holds integer labels 0-255.")
+    lo, hi = (mask.min(), mask.max()) if mask.size else (0, 0)
+    if lo < 0 or hi > 255 or (mask.dtype.kind == "f" and not np.array_equal(mask, np.round(mask))):
+        raise ExportError(
+            f"the mask holds values from {lo} to {hi}; a mask holds integer labels 0-255."
+        )
+    return mask.astype(np.uint8)
+
+
+def write_mask(path, mask: np.ndarray, ct: CtVolume, overwrite: bool = False) -> Path:
+    """Write ``mask`` (``(z, y, x)``, labels 0-255) as uint8 on the CT's grid; returns the path.
+
+    The format follows the suffix (``.nii.gz``, ``.nii``, ``.nrrd``, compressed). The file is
+    written to a temporary name and renamed, so nothing half-written is ever left; an existing
+    file is refused unless ``overwrite=True``.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path).expanduser()
+    _check_suffix(path)
+    data = _as_uint8(mask, ct)
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path} already exists; pass overwrite=True to replace it.")
+    image = ct_image(data, ct)
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            sitk.WriteImage(image, str(tmp), True)
+    except FileExistsError:
+        raise ExportError(f"{path} already exists; pass overwrite=True to replace it.") from None
+    except (OSError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{path} could not be written ({reason}).") from None
+    return path
+
+
+def read_mask(path, ct: CtVolume) -> np.ndarray:
+    """Read a mask file and return it ``(z, y, x)`` on the CT's grid (uint8 where the values fit).
+
+    Raises :class:`ExportError` when the file is missing or unreadable, or when its size, spacing,
+    origin or direction do not match the CT (after undoing axis flips and permutations).
+    """
+    import SimpleITK as sitk
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist.")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        raise ExportError(
+            f"{path} cannot be read as a mask ({(lines or ['?'])[-1][:200]})."
+        ) from None
+    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+        raise ExportError(f"{path} is not a 3-D single-channel mask.")
+    array = sitk.GetArrayFromImage(image)
+    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+    origin = tuple(float(v) for v in image.GetOrigin())
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    ct_direction = np.asarray(ct.direction, dtype=float)
+    if np.allclose(ct_direction, np.eye(3), atol=_DIRECTION_TOLERANCE):
+        array, spacing, origin, direction, _ = to_identity(array, spacing, origin, direction)
+    problems = []
+    if array.shape != ct.shape:
+        problems.append(f"size {array.shape} vs {ct.shape}")
+    if not np.allclose(spacing, ct.spacing_mm, rtol=_SPACING_TOLERANCE, atol=1e-6):
+        problems.append(f"spacing {_fmt(spacing)} vs {_fmt(ct.spacing_mm)} mm")
+    if not np.allclose(
+        origin, ct.origin_mm, atol=_ORIGIN_TOLERANCE_MM + 1e-6 * max(map(abs, origin))
+    ):
+        problems.append(f"origin {_fmt(origin)} vs {_fmt(ct.origin_mm)} mm")
+    if not np.allclose(direction, ct_direction, atol=_DIRECTION_TOLERANCE):
+        problems.append("direction differs")
+    if problems:
+        raise ExportError(
+            f"{path} is not on this CT's grid ({'; '.join(problems)}); "
+            "it was made for another scan or resampled."
+        )
+    if array.dtype != np.uint8 and array.size and array.min() >= 0 and array.max() <= 255:
+        if np.array_equal(array, np.round(array)):
+            array = array.astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"

@@ -1,0 +1,257 @@
+"""The weights file format: safetensors + a JSON metadata header, checked by content hash.
+
+The metadata header holds one JSON document under the key ``"lungkd"``::
+
+    {"format": 1, "spec": {...ModelSpec...}, "preprocessing": {...}, "training": {...},
+     "data_split": {...}, "metrics": {...}, "package_version": "0.1.0",
+     "tensors_sha256": "<hash of every tensor's name, dtype, shape and bytes>"}
+
+``tensors_sha256`` lets a file check itself (a flipped byte in any tensor is found); the SHA-256
+of the whole *file* is what registries and provenance pin (:func:`file_sha256`). safetensors holds
+no pickle, so reading a weights file can never run code; old-style PyTorch checkpoints
+(``.pt``/``.pth``) are read only with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from napari_lungkd import __version__
+from napari_lungkd.errors import LungKDError, WeightsError
+from napari_lungkd.files import atomic_path
+from napari_lungkd.models.specs import ModelSpec
+
+METADATA_KEY = "lungkd"
+FORMAT_VERSION = 1
+SUFFIX = ".safetensors"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What a weights file says about itself, and where it is."""
+
+    spec: ModelSpec
+    metadata: dict[str, Any]
+    sha256: str
+    path: Path
+    n_tensors: int = 0
+    warnings: tuple[str, ...] = field(default=())
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "model": self.spec.name,
+            "encoder": self.spec.encoder,
+            "sha256": self.sha256,
+            "n_tensors": self.n_tensors,
+            "package_version": self.metadata.get("package_version"),
+            "metrics": self.metadata.get("metrics", {}),
+        }
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tensors_sha256(state_dict) -> str:
+    """A hash of every tensor (name, dtype, shape, bytes), independent of the file layout."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(dtype=_byte_dtype()).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _byte_dtype():
+    import torch
+
+    return torch.uint8
+
+
+def save_weights(
+    path, state_dict, spec: ModelSpec, metadata: dict | None = None, overwrite: bool = True
+) -> str:
+    """Write ``state_dict`` + ``spec`` + ``metadata`` to a safetensors file atomically; return its SHA-256.
+
+    ``metadata`` may hold ``training``, ``data_split``, ``metrics`` and anything else JSON-able.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != SUFFIX:
+        raise WeightsError(f"Weights file {path} must end in {SUFFIX}.")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    header = dict(metadata or {})
+    header.update(
+        {
+            "format": FORMAT_VERSION,
+            "spec": spec.to_dict(),
+            "preprocessing": spec.preprocessing(),
+            "package_version": header.get("package_version", __version__),
+            "tensors_sha256": tensors_sha256(tensors),
+        }
+    )
+    try:
+        text = json.dumps(header, allow_nan=False, default=str)
+    except ValueError as exc:
+        raise WeightsError(f"Metadata for weights file {path} is not valid JSON ({exc}).") from exc
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: text})
+    return file_sha256(path)
+
+
+def _read_safetensors(path: Path):
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(
+            f"Weights file {path} is not a readable safetensors file ({exc})."
+        ) from exc
+    if METADATA_KEY not in meta:
+        raise WeightsError(
+            f"Weights file {path} has no napari-lungkd metadata header (key {METADATA_KEY!r})."
+        )
+    try:
+        header = json.loads(meta[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"Weights file {path} has a broken metadata header ({exc}).") from exc
+    return state, header
+
+
+def _read_pickled(path: Path, expected_spec: ModelSpec | None):
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
+        raise WeightsError(
+            f"Checkpoint {path} holds Python objects that could run code when unpickled; it was not "
+            "loaded (only weights_only=True loads are allowed) - export it to .safetensors with "
+            "src_training's export step."
+        ) from exc
+    except (OSError, EOFError) as exc:
+        raise WeightsError(f"Checkpoint {path} cannot be read ({exc}).") from exc
+    if not isinstance(obj, dict):
+        raise WeightsError(f"Checkpoint {path} does not hold a state dict.")
+    header: dict[str, Any] = {}
+    state = obj
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(obj.get(key), dict):
+            state = obj[key]
+            header = {
+                k: v for k, v in obj.items() if k != key and isinstance(v, (dict, str, int, float))
+            }
+            break
+    if "spec" not in header:
+        if expected_spec is None:
+            raise WeightsError(
+                f"Checkpoint {path} does not say which model it is for; pass the model name."
+            )
+        header["spec"] = expected_spec.to_dict()
+    if not all(hasattr(v, "shape") for v in state.values()):
+        raise WeightsError(f"Checkpoint {path} holds entries that are not tensors.")
+    return state, header
+
+
+def load_weights(path, expected_spec: ModelSpec | None = None, expected_sha256: str | None = None):
+    """Read and check a weights file; return ``(state_dict, WeightsInfo)``.
+
+    Refuses (WeightsError) a file whose SHA-256 is not ``expected_sha256``, whose tensors do not
+    match the hash in its own header (tampered or corrupted), or whose architecture is not the one
+    of ``expected_spec``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"Weights file {path} does not exist.")
+    sha = file_sha256(path)
+    if expected_sha256 and sha.lower() != expected_sha256.lower():
+        raise WeightsError(
+            f"Weights file {path} has SHA-256 {sha[:12]}..., not the expected {expected_sha256[:12]}...; it was changed or is the wrong file."
+        )
+    warnings: list[str] = []
+    if path.suffix in PICKLE_SUFFIXES:
+        state, header = _read_pickled(path, expected_spec)
+        warnings.append(
+            f"{path.name} is a PyTorch checkpoint without a content hash (loaded weights-only)."
+        )
+    else:
+        state, header = _read_safetensors(path)
+        want = header.get("tensors_sha256")
+        if not want:
+            raise WeightsError(
+                f"Weights file {path} has no tensors_sha256 in its header, so it cannot be verified."
+            )
+        if tensors_sha256(state) != want:
+            raise WeightsError(
+                f"Weights file {path} fails its content check (tensors changed after it was written); it was tampered with or corrupted."
+            )
+    state = _to_float(state, path)
+    try:
+        spec = ModelSpec.from_dict(header["spec"])
+    except (LungKDError, TypeError, KeyError) as exc:
+        raise WeightsError(f"Weights file {path} has an unusable model spec ({exc}).") from exc
+    if expected_spec is not None and spec.architecture() != expected_spec.architecture():
+        raise WeightsError(
+            f"Weights file {path} is for {spec.architecture()}, not for model {expected_spec.name!r} {expected_spec.architecture()}."
+        )
+    info = WeightsInfo(
+        spec=spec,
+        metadata=header,
+        sha256=sha,
+        path=path,
+        n_tensors=len(state),
+        warnings=tuple(warnings),
+    )
+    return state, info
+
+
+def _to_float(state: dict, path: Path) -> dict:
+    """Undo int8 per-channel compression (see :mod:`napari_lungkd.models.quant`); fp16 tensors
+    are cast by ``load_state_dict`` itself."""
+    from napari_lungkd.models.quant import dequantise, is_int8
+
+    if not is_int8(state):
+        return state
+    try:
+        return dequantise(state)
+    except KeyError as exc:
+        raise WeightsError(
+            f"Weights file {path} has an int8 tensor without its scale ({exc})."
+        ) from None
+
+
+def load_state_into(model, state_dict, path) -> None:
+    """Load tensors into ``model`` strictly; a missing, extra or mis-shaped tensor is a WeightsError."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    extra = sorted(set(state_dict) - set(own))
+    bad = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if missing or extra or bad:
+        parts = []
+        if bad:
+            k = bad[0]
+            parts.append(
+                f"{len(bad)} tensors of the wrong shape (e.g. {k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)})"
+            )
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if extra:
+            parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
+        raise WeightsError(f"Weights file {path} does not fit the model: {'; '.join(parts)}.")
+    model.load_state_dict(state_dict, strict=True)

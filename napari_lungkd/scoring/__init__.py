@@ -1,0 +1,1 @@
+"""Scoring: one Dice and the metrics built on it, lesion matching, student/teacher comparison."""

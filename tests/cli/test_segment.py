@@ -1,0 +1,229 @@
+"""`lungkd segment` / `lungkd evaluate` end to end on tiny NIfTI CTs with a random-weight student."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from napari_lungkd.cli.main import main
+
+SPACING_XYZ = (0.8, 0.8, 2.5)
+ORIGIN_XYZ = (-38.4, -20.0, -100.0)
+
+
+def write_ct(path, seed=0):
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(seed)
+    hu = np.full((6, 96, 96), -1000, np.int16)
+    yy, xx = np.mgrid[:96, :96]
+    hu[:, ((yy - 48) / 40) ** 2 + ((xx - 48) / 44) ** 2 < 1] = 40
+    for cx in (30, 66):
+        hu[:, ((yy - 48) / 25) ** 2 + ((xx - cx) / 12) ** 2 < 1] = -850
+    hu[2:4, 44:52, 62:70] = 100
+    hu += rng.integers(-5, 5, hu.shape, dtype=np.int16)
+    img = sitk.GetImageFromArray(hu)
+    img.SetSpacing(SPACING_XYZ)
+    img.SetOrigin(ORIGIN_XYZ)
+    sitk.WriteImage(img, str(path))
+    return hu
+
+
+def test_segment_single_ct_writes_mask_csv_and_report_in_ct_geometry(tmp_path):
+    import SimpleITK as sitk
+
+    ct_path = tmp_path / "chest.nii.gz"
+    write_ct(ct_path)
+    out = tmp_path / "out"
+    summary = tmp_path / "summary.json"
+    rc = main(
+        [
+            "segment",
+            str(ct_path),
+            "--weights",
+            "random",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--json",
+            str(summary),
+        ]
+    )
+    assert rc == 0
+    case_dir = out / "chest"
+    mask_img = sitk.ReadImage(str(case_dir / "student_mask.nii.gz"))
+    ct_img = sitk.ReadImage(str(ct_path))
+    assert mask_img.GetSize() == ct_img.GetSize()
+    np.testing.assert_allclose(mask_img.GetSpacing(), ct_img.GetSpacing(), atol=1e-5)
+    np.testing.assert_allclose(mask_img.GetOrigin(), ct_img.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(mask_img.GetDirection(), ct_img.GetDirection(), atol=1e-6)
+    mask = sitk.GetArrayFromImage(mask_img)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    report = json.loads((case_dir / "report.json").read_text())
+    student = report["models"]["student"]
+    assert student["provenance"]["weights_sha256"] == "random-init (testing)"
+    assert student["mask_voxels"] == int(mask.sum())
+    rows = list(csv.DictReader((case_dir / "student_nodules.csv").open()))
+    assert len(rows) == student["n_nodules"]
+    assert json.loads(summary.read_text())["cases"][0]["case"] == "chest"
+    # a second run does not overwrite the masks unless asked
+    assert (
+        main(["segment", str(ct_path), "--weights", "random", "--device", "cpu", "--out", str(out)])
+        == 2
+    )
+    assert (
+        main(
+            [
+                "segment",
+                str(ct_path),
+                "--weights",
+                "random",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
+
+
+def test_segment_batch_folder_one_line_per_case_and_bad_case_reported(tmp_path, capsys):
+    cases = tmp_path / "cases"
+    (cases / "a").mkdir(parents=True)
+    write_ct(cases / "a" / "one.nii.gz", seed=1)
+    write_ct(cases / "two.nrrd", seed=2)
+    (cases / "broken.nii.gz").write_bytes(b"not an image")
+    rc = main(
+        [
+            "segment",
+            str(cases),
+            "--weights",
+            "random",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            str(tmp_path / "s.json"),
+        ]
+    )
+    assert rc == 2  # one case failed, the others were done
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    assert len(lines) == 2 and all("student" in ln for ln in lines)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert sorted(c["case"] for c in summary["cases"]) == ["a_one", "two"]
+    assert "broken" in summary["failures"][0]["case"]
+    assert (tmp_path / "o" / "two" / "student_mask.nii.gz").is_file()
+
+
+def test_segment_refuses_missing_input_and_missing_device(tmp_path, capsys):
+    assert main(["segment", str(tmp_path / "nope"), "--weights", "random"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    ct_path = tmp_path / "c.nii.gz"
+    write_ct(ct_path)
+    from napari_lungkd.inference.torch_runner import available_devices
+
+    if "cuda" not in available_devices():
+        assert (
+            main(
+                [
+                    "segment",
+                    str(ct_path),
+                    "--weights",
+                    "random",
+                    "--device",
+                    "cuda",
+                    "--out",
+                    str(tmp_path / "o"),
+                ]
+            )
+            == 2
+        )
+        assert "not available" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_segment_both_models_reports_comparison(tmp_path):
+    ct_path = tmp_path / "c.nii.gz"
+    write_ct(ct_path)
+    rc = main(
+        [
+            "segment",
+            str(ct_path),
+            "--model",
+            "both",
+            "--weights",
+            "random",
+            "--teacher-weights",
+            "random",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert rc == 0
+    report = json.loads((tmp_path / "o" / "c" / "report.json").read_text())
+    assert set(report["models"]) == {"student", "teacher"}
+    assert report["models"]["teacher"]["provenance"]["prepared_reused"] is True
+    assert 0.0 <= report["comparison"]["dice_student_teacher"] <= 1.0
+    assert report["comparison"]["parameters"]["teacher"] == 67_150_609
+
+
+def test_evaluate_scores_against_the_lidc_consensus_of_a_phantom(tmp_path):
+    from napari_lungkd.phantom import make_phantom, write_case
+
+    phantom = make_phantom(seed=3, size=128, n_slices=40, n_nodules=2)
+    paths = write_case(phantom, tmp_path / "case", n_readers=3)
+    out_json = tmp_path / "eval.json"
+    rc = main(
+        [
+            "evaluate",
+            str(paths["series_dir"]),
+            "--lidc",
+            str(paths["xml"]),
+            "--weights",
+            "random",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            str(out_json),
+        ]
+    )
+    assert rc == 0
+    report = json.loads(out_json.read_text())
+    s = report["scores"]["student"]
+    assert 0.0 <= s["dice"] <= 1.0
+    les = s["lesions"]
+    assert les["tp"] + les["fn"] == report["lidc"]["n_nodules"] >= 1
+    assert report["lidc"]["n_readers"] == 3
+    assert report["models"]["student"]["provenance"]["weights_sha256"] == "random-init (testing)"
+
+
+def test_evaluate_without_any_xml_is_refused(tmp_path, capsys):
+    ct_path = tmp_path / "c.nii.gz"
+    write_ct(ct_path)
+    assert (
+        main(
+            [
+                "evaluate",
+                str(ct_path),
+                "--weights",
+                "random",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "No LIDC XML" in capsys.readouterr().err

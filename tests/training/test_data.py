@@ -1,0 +1,172 @@
+"""src_training: config, split and leakage guard, slice datasets (on a small synthetic cache)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_lungkd.errors import TrainingError  # noqa: E402
+from napari_lungkd.files import write_json  # noqa: E402
+from napari_lungkd.models.specs import get_spec  # noqa: E402
+from src_training import data as D  # noqa: E402
+from src_training.config import load_config, model_spec  # noqa: E402
+from src_training.prepare import check_no_leakage, make_split, read_split  # noqa: E402
+
+
+def write_cache(root, n_cases=4, size=48, n_slices=10, seed=0):
+    """A cache in prepare's format: lung-like noise with one bright sphere per case."""
+    rng = np.random.default_rng(seed)
+    by_patient = {}
+    for c in range(n_cases):
+        hu = rng.normal(-850, 30, (n_slices, size, size)).astype(np.int16)
+        zz, yy, xx = np.mgrid[:n_slices, :size, :size]
+        cz, cy, cx = 5, int(rng.integers(12, size - 12)), int(rng.integers(12, size - 12))
+        labels = (((zz - cz) * 2.5) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 < 25).astype(np.int16)
+        hu[labels > 0] = 40
+        case_id = f"P{c}_s"
+        folder = root / case_id
+        folder.mkdir(parents=True)
+        np.save(folder / "hu.npy", hu)
+        np.save(folder / "mask.npy", (labels > 0).astype(np.uint8))
+        np.save(folder / "labels.npy", labels)
+        per = labels.reshape(n_slices, -1).any(1)
+        write_json(
+            folder / "case.json",
+            {
+                "case_id": case_id,
+                "patient_id": f"P{c}",
+                "spacing_mm": [2.5, 1.0, 1.0],
+                "positive_slices": np.flatnonzero(per).tolist(),
+                "negative_slices": np.flatnonzero(~per).tolist(),
+            },
+        )
+        by_patient[f"P{c}"] = [case_id]
+    write_json(root / "split.json", make_split(by_patient, seed=0))
+    return root
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return write_cache(tmp_path / "cache")
+
+
+def test_split_is_by_patient_seeded_and_covers_everyone():
+    by_patient = {f"P{i}": [f"P{i}_a", f"P{i}_b"] for i in range(10)}
+    a, b = make_split(by_patient, seed=3), make_split(by_patient, seed=3)
+    assert a == b
+    assert make_split(by_patient, seed=4)["patients"] != a["patients"]
+    parts = [set(a["patients"][k]) for k in ("train", "val", "test")]
+    assert (
+        all(parts)
+        and not (parts[0] & parts[1])
+        and not (parts[0] & parts[2])
+        and not (parts[1] & parts[2])
+    )
+    assert set().union(*parts) == set(by_patient)
+    # both series of a patient land in the same part
+    for k in ("train", "val", "test"):
+        assert sorted(a["cases"][k]) == sorted(c for p in a["patients"][k] for c in by_patient[p])
+
+
+def test_leakage_guard_refuses_training_patient(cache):
+    split = read_split(cache / "split.json")
+    train_patient = split["patients"]["train"][0]
+    check_no_leakage({"x": split["patients"]["test"][0]}, split["patients"]["train"])
+    with pytest.raises(TrainingError, match=train_patient):
+        check_no_leakage({"case1": train_patient}, split["patients"]["train"])
+    with pytest.raises(TrainingError, match="does not exist"):
+        read_split(cache / "nope.json")
+
+
+def test_config_defaults_overrides_and_errors(tmp_path):
+    cfg = load_config(
+        "src_training/configs/student_kd.yaml",
+        ["optim.epochs=3", "teacher=null", "data.crop_size=96"],
+    )
+    assert cfg["optim"]["epochs"] == 3 and cfg["teacher"] is None and cfg["data"]["crop_size"] == 96
+    assert cfg["distill"]["response"] == 0.5 and cfg["split"].endswith("split.json")
+    assert model_spec(cfg).encoder == "resnet18"
+    assert model_spec(load_config("src_training/configs/teacher.yaml")).encoder == "resnet152"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: {epochz: 3}\n")
+    with pytest.raises(TrainingError, match="epochz"):
+        load_config(bad)
+    with pytest.raises(TrainingError, match="unknown key"):
+        load_config(None, ["data.nope=1"])
+    off = tmp_path / "off.yaml"
+    off.write_text("augment: null\n")
+    assert load_config(off)["augment"] is None
+
+
+def test_epoch_plan_oversamples_nodule_slices_and_is_seeded(cache):
+    cases = D.open_cases(cache, ["P0_s", "P1_s"])
+    plan = D.epoch_plan(cases, 200, 0.5, seed=1, epoch=0)
+    assert plan.shape == (200, 3)
+    assert plan[:, 2].sum() == 100  # half positive although ~3/10 of slices hold the nodule
+    for ci, z, pos in plan:
+        assert (z in cases[ci].positive) == bool(pos)
+    assert np.array_equal(plan, D.epoch_plan(cases, 200, 0.5, seed=1, epoch=0))
+    assert not np.array_equal(plan, D.epoch_plan(cases, 200, 0.5, seed=1, epoch=1))
+
+
+def test_train_slices_crops_are_deterministic_and_hold_the_nodule(cache):
+    cases = D.open_cases(cache, ["P0_s", "P1_s", "P2_s"])
+    spec = get_spec("student")
+    ds = D.TrainSlices(
+        cases,
+        spec,
+        crop_size=32,
+        samples_per_epoch=16,
+        pos_fraction=1.0,
+        augment_cfg={"flip_p": 0.5, "rotate_deg": 10, "scale": 0.1, "intensity": 0.05},
+        seed=0,
+    )
+    x, y = ds[3]
+    assert x.shape == (1, 32, 32) and y.shape == (1, 32, 32) and x.dtype == torch.float32
+    assert set(np.unique(y.numpy())) <= {0.0, 1.0}
+    assert all(ds[i][1].sum() > 0 for i in range(8))  # positive samples keep the nodule in the crop
+    x2, y2 = ds[3]
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3][0], x)
+    # window01 normalisation: lung at -850 HU -> about 0.107, nodule at 40 HU -> about 0.74 (before jitter)
+    plain = D.TrainSlices(cases, spec, 32, 4, 1.0, None, seed=0)
+    xp, yp = plain[0]
+    assert float(xp[0][yp[0] > 0].mean()) == pytest.approx((40 + 1000) / 1400, abs=0.02)
+
+
+def test_two_and_a_half_d_uses_neighbour_slices(cache):
+    cases = D.open_cases(cache, ["P0_s"])
+    spec = get_spec("student").with_(context_slices=3)
+    ds = D.TrainSlices(
+        cases, spec, crop_size=48, samples_per_epoch=4, pos_fraction=0.0, augment_cfg=None
+    )
+    x, _ = ds[0]
+    assert x.shape == (3, 48, 48)
+    z = int(ds.plan[0][1])
+    hu = np.asarray(cases[0].hu, dtype=np.float32)
+    expect = np.clip(hu[max(z - 1, 0)], -1000, 400)
+    assert np.allclose(x[0].numpy(), (expect + 1000) / 1400, atol=1e-5)
+
+
+def test_resumable_sampler_partitions_and_skips():
+    s0, s1 = D.ResumableDistributedSampler(10, 0, 2), D.ResumableDistributedSampler(10, 1, 2)
+    assert list(s0) == [0, 2, 4, 6, 8] and list(s1) == [1, 3, 5, 7, 9]
+    odd = [list(D.ResumableDistributedSampler(7, r, 2)) for r in (0, 1)]
+    assert len(odd[0]) == len(odd[1]) == 4  # padded like DistributedSampler
+    assert list(D.ResumableDistributedSampler(10, 1, 2, start=3)) == [7, 9]
+
+
+def test_val_batches_are_padded_to_the_size_multiple(cache):
+    cases = D.open_cases(cache, ["P0_s"])
+    batches = list(D.iter_val_batches(cases, get_spec("student"), batch_size=4, max_negative=2))
+    x, y = batches[0]
+    assert x.shape[-2:] == (64, 64) and y.shape[1] == 1
+    n = sum(len(b[0]) for b in batches)
+    assert n == len(cases[0].positive) + 2
+    case_json = json.loads((cache / "P0_s" / "case.json").read_text())
+    assert case_json["patient_id"] == "P0"
