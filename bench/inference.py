@@ -15,8 +15,11 @@ gives the network alone: slices/s with the inputs already on the GPU, synchronis
 The weights are random by default (the network's time does not depend on their values; the
 masks are then not meaningful, which is why the fast paths are compared by their agreement with
 eager fp32, not with the radiologists); ``--weights bundled`` uses the trained ones, whose sparse
-masks make post-processing cheaper. ONNX export happens once per weights and is cached; its
-one-time cost is reported in the "setup" column, not in the per-CT time.
+masks make post-processing cheaper. The "setup" column is the runner's one-time set-up (the
+module's move to the device; the ONNX session, and the ONNX export when it is not cached yet -
+it is cached per weights, so run once before measuring); "s per CT" includes it, "warm" does
+not. "T/S (ms/slice)" is the speed-up as the viewer and the CLI show it
+(napari_lungkd.scoring.speed.speedup: model seconds per slice).
 
 On a shared machine the wall-clock columns depend on what else runs; the CPU columns (user +
 system CPU time of the process, all threads) much less so, and "idle est." = CPU s / threads is
@@ -59,10 +62,9 @@ def worker(args) -> dict:
 
     from napari_lungkd import load_ct
     from napari_lungkd.ct import CtVolume
+    from napari_lungkd.inference import RunSettings, Segmenter
     from napari_lungkd.inference.lung_region import find_lung_region
-    from napari_lungkd.inference.onnx_runner import make_runner
-    from napari_lungkd.inference.segmenter import segment
-    from napari_lungkd.inference.torch_runner import load_model
+    from napari_lungkd.progress import run_to_end
 
     t0, c0 = time.perf_counter(), _cpu_s()
     ct = load_ct(args.ct)
@@ -78,29 +80,26 @@ def worker(args) -> dict:
         ct = CtVolume(
             hu=ct.hu[pick], spacing_mm=ct.spacing_mm, origin_mm=ct.origin_mm, source=ct.source
         )
-    loaded = load_model(
-        args.model, None if args.weights == "bundled" else "random", build=args.path == "eager"
+    settings = RunSettings(
+        device=args.device,
+        backend=args.path,
+        num_threads=args.threads,
+        batch_size=args.batch_size,
     )
-    setup_s = 0.0
-    if args.path == "onnx":  # pay the one-time export here (cached), not in the per-CT time
-        t = time.perf_counter()
-        make_runner(loaded, "cpu", backend="onnx")
-        setup_s = time.perf_counter() - t
+    weights = None if args.weights == "bundled" else "random"
+    # one Segmenter for both runs, as the viewer and `lungkd segment` keep one; its one-time
+    # costs (weights, module, ONNX export + session) are paid here, not in the per-CT time
+    segmenter = Segmenter(args.model, weights=weights, settings=settings).load()
+    loaded = segmenter.loaded
     cpu0 = _cpu_s()
 
     def run(volume):
-        return segment(
-            volume,
-            loaded,
-            device=args.device,
-            batch_size=args.batch_size,
-            num_threads=args.threads,
-            backend=args.path,
-        )
+        return run_to_end(segmenter.iter_segment(volume))
 
     seg = run(ct)
     cpu_seg_s = _cpu_s() - cpu0
-    tm = seg.timings
+    tm = seg.timings.to_dict()
+    setup_s = tm["backend_setup"]
     n = tm["slices"]
     scale_slices = n_lung_full / max(n, 1)
     scale_ct = n_full / ct.shape[0]
@@ -115,18 +114,20 @@ def worker(args) -> dict:
     out = {
         "model": args.model,
         "path": args.path,
-        "device": seg.provenance["device"],
-        "threads": seg.provenance["threads"],
-        "batch_size": seg.provenance["batch_size"],
+        "device": seg.provenance.device,
+        "threads": seg.provenance.threads,
+        "batch_size": seg.provenance.batch_size,
         "params_m": round(loaded.n_parameters / 1e6, 2),
-        "crop": seg.provenance["lung_region"]["crop_shape"],
+        "crop": seg.provenance.lung_region["crop_shape"],
         "slices_run": n,
         "ms_per_slice": tm["ms_per_slice"],
         "slices_per_s": tm["slices_per_s"],
         "load_ct_s": round(load_ct_s, 3),
         "timings": tm,
         "setup_s": round(setup_s, 2),
-        "ct_s": round(load_ct_s + tm["load"] + tm["total"], 2) if not args.quick else None,
+        "ct_s": round(load_ct_s + tm["load"] + tm["backend_setup"] + tm["total"], 2)
+        if not args.quick
+        else None,
         "ct_s_est": round(est_ct_s, 2),
         "cpu_s_est": round(load_ct_cpu_s + cpu_seg_s * scale_slices, 2),
         "cpu_ms_per_slice": round(1000 * cpu_seg_s / max(n, 1), 1),
@@ -139,10 +140,10 @@ def worker(args) -> dict:
     seg2 = run(ct2)
     warm = time.perf_counter() - t
     out["warm_ct_s"] = round(warm, 3) if not args.quick else None
-    out["warm_timings"] = seg2.timings
-    out["warm_ms_per_slice"] = seg2.timings["ms_per_slice"]
-    if seg2.provenance["device"].startswith("cuda"):
-        out.update(model_only(loaded, seg2.provenance["device"], args.batch_size))
+    out["warm_timings"] = seg2.timings.to_dict()
+    out["warm_ms_per_slice"] = seg2.timings.ms_per_slice
+    if seg2.provenance.device.startswith("cuda"):
+        out.update(model_only(loaded, seg2.provenance.device, args.batch_size))
         out["gpu"] = torch.cuda.get_device_name(0)
         out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 0)
     if args.save_mask:
@@ -206,6 +207,9 @@ def run_one(model: str, path: str, args, mask_file: Path) -> dict:
 
 
 def table(rows: list[dict], quick: int | None) -> str:
+    from napari_lungkd.inference import Timings
+    from napari_lungkd.scoring.speed import speedup
+
     time_col = "s per CT (est.)" if quick else "s per CT"
     head = (
         f"| model | path | params (M) | ms/slice | slices/s | {time_col} | warm s per CT "
@@ -219,7 +223,7 @@ def table(rows: list[dict], quick: int | None) -> str:
         s = by.get(("student", r["path"]))
         ratio_m = ratio_ct = ratio_cpu = ""
         if r["model"] == "teacher" and s:
-            ratio_m = f"{r['ms_per_slice'] / s['ms_per_slice']:.2f}"
+            ratio_m = f"{speedup(Timings(**r['timings']), Timings(**s['timings'])):.2f}"
             ratio_ct = f"{r[key] / s[key]:.2f}"
             ratio_cpu = f"{r['cpu_s_est'] / s['cpu_s_est']:.2f}"
         agree = "" if r.get("agreement") is None else f"{r['agreement']:.4f}"
@@ -284,7 +288,7 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from napari_lungkd.inference.onnx_runner import agreement
+    from napari_lungkd.scoring.metrics import dice
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -294,7 +298,7 @@ def main(argv=None) -> int:
                 row = run_one(model, path, args, mask_file)
                 eager_mask = Path(tmp) / f"{model}-eager.npy"
                 if path != "eager" and eager_mask.is_file():
-                    row["agreement"] = agreement(np.load(eager_mask), np.load(mask_file))
+                    row["agreement"] = dice(np.load(eager_mask), np.load(mask_file))
                 rows.append(row)
                 print(
                     f"  {model:8s} {path:6s} {row['ms_per_slice']:.0f} ms/slice, CT {row['ct_s'] or row['ct_s_est']:.1f} s",

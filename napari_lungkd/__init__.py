@@ -15,10 +15,12 @@ _PUBLIC = {
     "load_ct": "napari_lungkd.io",
     "read_lidc_xml": "napari_lungkd.lidc",
     "segment": "napari_lungkd.inference",
-    "iter_segment": "napari_lungkd.inference",
+    "Segmenter": "napari_lungkd.inference",
+    "RunSettings": "napari_lungkd.inference",
     "Segmentation": "napari_lungkd.inference",
     "make_phantom": "napari_lungkd.phantom",
     "Progress": "napari_lungkd.progress",
+    "run_to_end": "napari_lungkd.progress",
     "LungKDError": "napari_lungkd.errors",
 }
 

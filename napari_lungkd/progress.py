@@ -55,6 +55,7 @@ def run_with_tqdm(gen: ProgressGen[T], desc: str = "", disable: bool | None = No
     bar = tqdm(total=0, desc=desc, disable=disable, unit="step", leave=False)
     stage = None
     try:
+
         def update(p: Progress) -> None:
             nonlocal stage
             if p.stage != stage:

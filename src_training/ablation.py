@@ -18,53 +18,49 @@ validation part (not the test part: the ablation chooses settings) and prints on
 from __future__ import annotations
 
 import argparse
-import copy
+from dataclasses import replace
 from pathlib import Path
 
 from napari_lungkd.errors import TrainingError
 from napari_lungkd.files import atomic_write_bytes, write_json
 from napari_lungkd.progress import run_with_tqdm
 from src_training import run_main
-from src_training.config import load_config
+from src_training.config import AugmentConfig, TrainConfig, load_config
 from src_training.evaluate import iter_evaluate
 from src_training.train import train
 
 LEVELS = ("none", "output", "features", "both")
 FEATURE_TERMS = ("attention", "region_affinity", "channel_wise")
 DEFAULT_FEATURES = {"attention": 100.0, "region_affinity": 1.0, "channel_wise": 0.1}
-DEFAULT_AUGMENT = {
-    "flip_p": 0.5,
-    "flip_ud_p": 0.0,
-    "rotate_deg": 10.0,
-    "scale": 0.1,
-    "intensity": 0.05,
-}
 
 
 def variant_config(
-    base: dict, level: str, augment: bool, seed: int, out: Path, features: dict
-) -> dict:
+    base: TrainConfig, level: str, augment: bool, seed: int, out: Path, features: dict
+) -> TrainConfig:
     """The config of one ablation run."""
     if level not in LEVELS:
         raise TrainingError(f"Ablation level {level!r} is not one of {LEVELS}.")
-    if level != "none" and not base["teacher"]:
+    if level != "none" and not base.teacher:
         raise TrainingError(
             "The ablation's base config needs a teacher (teacher: PATH) for the KD levels."
         )
-    cfg = copy.deepcopy(base)
     tag = f"{level}{'+aug' if augment else '-aug'}"
-    cfg["name"] = f"{tag}_s{seed}"
-    cfg["out"] = str(out / f"{level}_{'aug' if augment else 'noaug'}_s{seed}")
-    cfg["seed"] = seed
-    cfg["augment"] = (base["augment"] or DEFAULT_AUGMENT) if augment else None
-    d = cfg["distill"]
-    response = d["response"] or 0.5
-    d["response"] = response if level in ("output", "both") else 0.0
-    for term in FEATURE_TERMS:
-        d[term] = float(features.get(term, 0.0)) if level in ("features", "both") else 0.0
-    if level == "none":
-        cfg["teacher"] = None
-    return cfg
+    kd_on = level in ("output", "both")
+    features_on = level in ("features", "both")
+    distill = replace(
+        base.distill,
+        response=(base.distill.response or 0.5) if kd_on else 0.0,
+        **{t: float(features.get(t, 0.0)) if features_on else 0.0 for t in FEATURE_TERMS},
+    )
+    return replace(
+        base,
+        name=f"{tag}_s{seed}",
+        out=str(out / f"{level}_{'aug' if augment else 'noaug'}_s{seed}"),
+        seed=seed,
+        augment=(base.augment or AugmentConfig()) if augment else None,
+        distill=distill,
+        teacher=None if level == "none" else base.teacher,
+    )
 
 
 def run_ablation(
@@ -86,22 +82,20 @@ def run_ablation(
         for augment in (True, False):
             for seed in seeds:
                 cfg = variant_config(base, level, augment, seed, out, features)
-                done = Path(cfg["out"]) / "summary.json"
-                if not (resume and done.is_file()):
-                    train(
-                        cfg, resume=resume and (Path(cfg["out"]) / "last.pt").is_file(), quiet=True
-                    )
+                run_dir = Path(cfg.out)
+                if not (resume and (run_dir / "summary.json").is_file()):
+                    train(cfg, resume=resume and (run_dir / "last.pt").is_file(), quiet=True)
                 label = f"{level} {'+aug' if augment else '-aug'}"
-                groups.setdefault(label, []).append(str(Path(cfg["out"]) / "best.pt"))
+                groups.setdefault(label, []).append(str(run_dir / "best.pt"))
     doc = run_with_tqdm(
-        iter_evaluate(base["cache"], base["split"], groups, part=part, device=device), "ablation"
+        iter_evaluate(base.cache, base.split, groups, part=part, device=device), "ablation"
     )
     doc["meta"]["ablation"] = {
         "config": str(config_path),
         "levels": list(levels),
         "seeds": list(seeds),
         "feature_weights": features,
-        "response": base["distill"]["response"],
+        "response": base.distill.response,
     }
     write_json(out / "ablation.json", doc)
     atomic_write_bytes(out / "ablation.md", doc["markdown"].encode())

@@ -7,7 +7,7 @@
         --out results/table
 
 Every model file (a training ``.pt`` or an exported ``.safetensors``) segments every case of the
-chosen split part through ``napari_lungkd.inference.segmenter.segment`` — the plugin's own code path: lung
+chosen split part through a ``napari_lungkd.inference.Segmenter`` — the plugin's own code path: lung
 region, preprocessing, batching, threshold — so the numbers are what a user of the plugin gets.
 All models run in the same process, one after the other, so their timings compare.
 
@@ -50,37 +50,14 @@ COLUMNS = [
 
 def load_for_inference(path):
     """``(LoadedModel, data_split)`` from a training checkpoint or an exported weights file."""
-    import torch
-
     from napari_lungkd.inference.torch_runner import LoadedModel
-    from napari_lungkd.models.specs import ModelSpec, build_model
-    from napari_lungkd.models.weights import file_sha256, load_state_into, load_weights
+    from src_training.checkpoints import build_trained, read_weights
 
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"Model file {path} does not exist.")
     t0 = time.perf_counter()
-    if path.suffix == ".pt":
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        spec, state, split, meta = (
-            ModelSpec.from_dict(ckpt["spec"]),
-            ckpt["model"],
-            ckpt.get("data_split"),
-            {},
-        )
-        sha = file_sha256(path)
-    else:
-        state, info = load_weights(path)
-        spec, split, meta, sha = (
-            info.spec,
-            info.metadata.get("data_split"),
-            info.metadata,
-            info.sha256,
-        )
-    module = build_model(spec)
-    load_state_into(module, {k: v.float() for k, v in state.items()}, path)
-    loaded = LoadedModel(module.eval(), spec, sha, path, time.perf_counter() - t0, meta)
-    return loaded, split or {}
+    w = read_weights(path)
+    module = build_trained(w)
+    loaded = LoadedModel(module, w.spec, w.sha256, w.path, time.perf_counter() - t0, w.metadata)
+    return loaded, w.data_split
 
 
 def case_ct(case):
@@ -97,10 +74,18 @@ def case_ct(case):
 
 def score_model(loaded, cases, device: str, threads: int | None):
     """Generator: segment every case with one model, yield Progress, return its row + per-case list."""
-    from napari_lungkd.inference.segmenter import segment
-    from napari_lungkd.scoring.metrics import dice, hd95_mm, match_lesions, summarise_matches
+    from napari_lungkd.inference import Segmenter
+    from napari_lungkd.progress import run_to_end
+    from napari_lungkd.scoring.metrics import (
+        dice,
+        dice_from_counts,
+        hd95_mm,
+        match_lesions,
+        summarise_matches,
+    )
 
-    inter = total = 0
+    segmenter = Segmenter(loaded, device=device, num_threads=threads).load()  # one per model
+    inter = n_pred = n_ref = 0
     matches, per_case, s_per_ct, ms_slice, hd95 = [], [], [], [], []
     n_inf = 0
     for i, case in enumerate(cases):
@@ -108,11 +93,12 @@ def score_model(loaded, cases, device: str, threads: int | None):
         ct = case_ct(case)
         ref = np.asarray(case.mask) > 0
         t0 = time.perf_counter()
-        seg = segment(ct, model=loaded, device=device, num_threads=threads)
+        seg = run_to_end(segmenter.iter_segment(ct))
         wall = time.perf_counter() - t0
         pred = seg.mask > 0
         inter += int(np.logical_and(pred, ref).sum())
-        total += int(pred.sum()) + int(ref.sum())
+        n_pred += int(pred.sum())
+        n_ref += int(ref.sum())
         m = match_lesions(seg.mask, np.asarray(case.labels), case.spacing_mm)
         matches.append(m)
         h = hd95_mm(pred, ref, case.spacing_mm) if (pred.any() and ref.any()) else None
@@ -121,7 +107,7 @@ def score_model(loaded, cases, device: str, threads: int | None):
         if h is not None:
             hd95.append(h)
         s_per_ct.append(wall)
-        ms_slice.append(1000.0 * seg.timings["model"] / max(1, seg.timings["slices"]))
+        ms_slice.append(1000.0 * seg.timings.model / max(1, seg.timings.slices))
         per_case.append(
             {
                 "case": case.case_id,
@@ -129,7 +115,7 @@ def score_model(loaded, cases, device: str, threads: int | None):
                 "dice": dice(pred, ref),
                 "hd95_mm": h,
                 "seconds": wall,
-                "timings": seg.timings,
+                "timings": seg.timings.to_dict(),
                 **m.to_dict(),
             }
         )
@@ -140,7 +126,7 @@ def score_model(loaded, cases, device: str, threads: int | None):
         "s_per_ct": float(np.mean(s_per_ct)),
         "ms_per_slice": float(np.mean(ms_slice)),
         "nodule_dice": float(np.mean(dices)) if dices else None,
-        "global_dice": 1.0 if total == 0 else 2.0 * inter / total,
+        "global_dice": dice_from_counts(inter, n_pred, n_ref),
         "hd95_mm": float(np.mean(hd95)) if hd95 else None,
         "hd95_scans_one_empty": n_inf,
         "sensitivity": pooled["sensitivity"],

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from napari_lungkd.errors import TrainingError
 from src_training import run_main
+from src_training.checkpoints import read_checkpoint
 
 
 def _metrics_from(results_json, label: str | None, weights_path: str | None) -> dict:
@@ -50,8 +51,6 @@ def export(
     precision: str | None = None,
 ) -> dict:
     """Write the weights file for ``checkpoint``; returns ``{"path", "sha256", "spec", "bytes"}``."""
-    import torch
-
     from napari_lungkd.models.quant import compress
     from napari_lungkd.models.specs import ModelSpec, build_model
     from napari_lungkd.models.weights import (
@@ -64,16 +63,8 @@ def export(
     precision = precision or ("fp16" if fp16 else "fp32")
 
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise TrainingError(f"Checkpoint {checkpoint} does not exist.")
-    try:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        spec = ModelSpec.from_dict(ckpt["spec"])
-        state = ckpt["model"]
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise TrainingError(
-            f"Checkpoint {checkpoint} is not a src_training checkpoint ({exc})."
-        ) from exc
+    ckpt = read_checkpoint(checkpoint)
+    spec, state = ModelSpec.from_dict(ckpt["spec"]), ckpt["model"]
     if name:
         spec = spec.with_(name=name)
     try:

@@ -143,7 +143,7 @@ def setup(make_napari_viewer, qtbot, case, student):
     widget = LungNodulesWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Lung nodules (KD)", area="right")
     viewer.window._qt_window.resize(1500, 950)  # room for the canvas and the panels in screenshots
-    widget.weights["student"] = student[0]
+    widget.session.weights["student"] = student[0]
     widget.segment_panel.threshold.setValue(student[1])
     widget.segment_panel.device_combo.setCurrentText("cpu")
     return viewer, widget, ct_layer, ct

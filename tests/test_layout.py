@@ -13,7 +13,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "napari_lungkd"
 QT_MODULES = {"qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt"}
-SUBSYSTEMS = ("io", "io/dicom", "lidc", "models", "inference", "scoring", "phantom", "cli", "_napari", "_napari/_qt")
+SUBSYSTEMS = (
+    "io",
+    "io/dicom",
+    "lidc",
+    "models",
+    "inference",
+    "scoring",
+    "phantom",
+    "cli",
+    "_napari",
+    "_napari/_qt",
+)
 MAX_LINES = 400
 
 
@@ -114,7 +125,14 @@ def test_subsystems_are_subpackages():
         assert (PACKAGE / sub / "__init__.py").is_file(), f"napari_lungkd/{sub} is not a package"
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     # the top level holds the leaf CtVolume and the shared small rooms, nothing of a subsystem
-    assert top == ["__init__.py", "ct.py", "errors.py", "files.py", "progress.py", "windowing.py"], top
+    assert top == [
+        "__init__.py",
+        "ct.py",
+        "errors.py",
+        "files.py",
+        "progress.py",
+        "windowing.py",
+    ], top
 
 
 def test_no_module_over_400_lines():

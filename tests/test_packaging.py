@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-GUI_MODULES = {"napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magicgui", "superqt", "vispy"}
+GUI_MODULES = {
+    "napari",
+    "qtpy",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "magicgui",
+    "superqt",
+    "vispy",
+}
 
 
 def test_import_is_light():
@@ -27,7 +37,15 @@ def test_import_is_light():
 def test_public_names_resolve():
     import napari_lungkd
 
-    for name in ("load_ct", "read_lidc_xml", "segment", "iter_segment", "make_phantom", "CtVolume"):
+    for name in (
+        "load_ct",
+        "read_lidc_xml",
+        "segment",
+        "Segmenter",
+        "run_to_end",
+        "make_phantom",
+        "CtVolume",
+    ):
         assert callable(getattr(napari_lungkd, name)), name
 
 
@@ -69,7 +87,18 @@ def test_manifest_is_valid_and_found():
 
 def test_wheel_carries_manifest(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
         capture_output=True,
         text=True,
     )

@@ -50,9 +50,20 @@ def find_ct_layer(viewer, series_uid: str | None):
     return None
 
 
-def _labels_tuples(lidc, base_kwargs: dict, xml_name: str) -> list:
+def consensus_metadata(lidc) -> dict:
+    """What the consensus layer carries about its level and nodules (changes with the level)."""
+    return {
+        "lungkd_role": "lidc consensus",
+        "lungkd_level": lidc.level,
+        "lungkd_xml": Path(lidc.read.source).name,
+        "lungkd_nodules": [n.to_dict() for n in lidc.nodules],
+    }
+
+
+def _labels_tuples(lidc, base_kwargs: dict, consensus=None) -> list:
     out = []
     meta = dict(base_kwargs.get("metadata", {}))
+    xml_name = Path(lidc.read.source).name
     for r, vol in enumerate(lidc.reader_volumes()):
         kwargs = dict(base_kwargs)
         kwargs["metadata"] = {
@@ -66,17 +77,18 @@ def _labels_tuples(lidc, base_kwargs: dict, xml_name: str) -> list:
         # each reader gets its own label value, hence its own colour
         out.append((vol * np.uint8(r + 1), kwargs, "labels"))
     kwargs = dict(base_kwargs)
-    kwargs["metadata"] = {
-        **meta,
-        "lungkd_role": "lidc consensus",
-        "lungkd_level": lidc.level,
-        "lungkd_xml": xml_name,
-        "lungkd_nodules": [n.to_dict() for n in lidc.nodules],
-    }
+    kwargs["metadata"] = {**meta, **consensus_metadata(lidc)}
     kwargs["name"] = f"{CONSENSUS_PREFIX} {round(lidc.level * 100):d}%"
     kwargs["opacity"] = 0.7
-    out.append((lidc.consensus_labels(), kwargs, "labels"))
+    out.append((lidc.consensus_labels() if consensus is None else consensus, kwargs, "labels"))
     return out
+
+
+def layers_on_ct(lidc, ct, consensus=None) -> list:
+    """Layer data tuples (one Labels per reader + consensus) for annotations already on ``ct``'s grid."""
+    from napari_lungkd._napari.layers import aligned_kwargs
+
+    return _labels_tuples(lidc, aligned_kwargs(ct), consensus)
 
 
 def lidc_layers_for_ct(ct, xml_path, level: float = 0.5, include_edges: bool = False) -> list:
@@ -84,11 +96,9 @@ def lidc_layers_for_ct(ct, xml_path, level: float = 0.5, include_edges: bool = F
 
     ``xml_path`` may also be an already-read :class:`~napari_lungkd.lidc.parse.LidcRead`.
     """
-    from napari_lungkd._napari.layers import aligned_kwargs
     from napari_lungkd.lidc import annotate
 
-    lidc = annotate(xml_path, ct=ct, level=level, include_edges=include_edges)
-    return _labels_tuples(lidc, aligned_kwargs(ct), Path(lidc.read.source).name)
+    return layers_on_ct(annotate(xml_path, ct=ct, level=level, include_edges=include_edges), ct)
 
 
 def lidc_layers_xml_only(xml_path, level: float = 0.5, include_edges: bool = False) -> list:
@@ -103,7 +113,7 @@ def lidc_layers_xml_only(xml_path, level: float = 0.5, include_edges: bool = Fal
         "translate": (float(z[0]) if z.size else 0.0, 0.0, 0.0),
         "metadata": {"lungkd_grid": "xml"},
     }
-    return _labels_tuples(lidc, base, Path(lidc.read.source).name)
+    return _labels_tuples(lidc, base)
 
 
 def read_lidc_layers(path) -> list:

@@ -1,8 +1,9 @@
 """napari reader for chest CT: a DICOM folder or file, NIfTI, MHD/MHA or NRRD -> one image layer.
 
-``get_ct_reader(path)`` is cheap and returns None for anything that is not CT-like (an ``.xml``
-file, a text file, a folder without DICOM files, a zarr store) so napari can try other readers.
-For CT it returns :func:`read_ct`, which gives ``[ct_layer_data(ct)]``: the layer is named after the
+``get_ct_reader(path)`` asks :func:`~napari_lungkd.io.sniff.sniff` (the table ``load_ct`` and the
+CLI use; cheap: names and a few header bytes) and returns None for anything that is not CT (an
+``.xml`` file, a text file, a folder without DICOM files, a zarr store) so napari can try other
+readers. For CT it returns :func:`read_ct`, which gives ``[ct_layer_data(ct)]``: the layer is named after the
 patient and series, placed in patient LPS millimetres (scale = spacing, translate = origin), shown
 in the lung window and carries the CtVolume in ``metadata["lungkd_ct"]`` (its ``source`` and
 ``metadata["series_folder"]`` say where it came from, for readers of files beside it).
@@ -15,14 +16,14 @@ become one warning notification.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
-from napari_lungkd.io.sniff import is_image_file_name
+from napari_lungkd.io.sniff import sniff
 
-_DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima"}
-_NOT_CT_SUFFIXES = {".xml", ".txt", ".csv", ".json", ".md", ".py", ".zarr", ".png", ".jpg", ".tif"}
-_SCAN_LIMIT = 2000  # directory entries looked at before giving up on finding a DICOM file
+logger = logging.getLogger(__name__)
+
 NOTHING = [(None,)]  # napari's sentinel: the reader handled the path and has no layer to add
 
 
@@ -37,53 +38,16 @@ def _single_path(path) -> Path | None:
         return None
 
 
-def _has_dicom_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM"
-
-
-def _folder_has_dicom(folder: Path) -> bool:
-    """Bounded walk: True as soon as one file looks like DICOM (suffix or DICM marker)."""
-    if (
-        folder.suffix.lower() == ".zarr"
-        or (folder / ".zgroup").exists()
-        or (folder / "zarr.json").exists()
-    ):
-        return False
-    seen = 0
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            seen += 1
-            if seen > _SCAN_LIMIT:
-                return False
-            p = Path(root) / name
-            if p.suffix.lower() in _DICOM_SUFFIXES or (
-                p.suffix.lower() not in _NOT_CT_SUFFIXES and _has_dicom_magic(p)
-            ):
-                return True
-    return False
-
-
 def get_ct_reader(path):
-    """npe2 reader hook: :func:`read_ct` for a CT path, None for anything else."""
+    """npe2 reader hook: :func:`read_ct` when ``sniff`` says the path is CT, else None."""
     p = _single_path(path)
-    if p is None or not p.exists():
+    if p is None:
         return None
-    if p.is_dir():
-        return read_ct if _folder_has_dicom(p) else None
-    if is_image_file_name(p):
-        return read_ct
-    suffix = p.suffix.lower()
-    if suffix in _DICOM_SUFFIXES:
-        return read_ct
-    if suffix in _NOT_CT_SUFFIXES:
+    info = sniff(p)
+    if not info.is_ct:
+        logger.debug("napari-lungkd declines %s: %s", p, info.reason)
         return None
-    return read_ct if _has_dicom_magic(p) else None
+    return read_ct
 
 
 def read_ct(path) -> list:

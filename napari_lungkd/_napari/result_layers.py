@@ -66,7 +66,7 @@ def show_segmentation(viewer, ct_layer, model: str, seg, provenance: dict | None
     model_mask = np.asarray(seg.mask, dtype=np.uint8)
     meta = {
         "lungkd_model_mask": model_mask.copy(),
-        "lungkd_provenance": dict(provenance or getattr(seg, "provenance", {}) or {}),
+        "lungkd_provenance": dict(provenance or seg.provenance.to_dict()),
         "lungkd_role": f"{model} mask",
     }
     prob = _replace(

@@ -15,7 +15,7 @@ from napari_lungkd.cli._common import add_json_option, write_json
 from napari_lungkd.cli.segment import (
     add_model_options,
     case_name,
-    load_models,
+    make_segmenters,
     one_line,
     segment_case,
     write_case,
@@ -111,8 +111,7 @@ def run(args) -> int:
     if xml is None:
         raise LidcXmlError(f"No LIDC XML found beside {case}; pass one with --lidc XML.")
     lidc = annotate(xml, ct=ct, level=args.level)
-    models = load_models(args)
-    results = segment_case(ct, models, args, desc="[1/1]")
+    results = segment_case(ct, make_segmenters(args), desc="[1/1]")
     scores = {
         name: score(seg.mask, lidc, ct.spacing_mm, args.rule) for name, seg in results.items()
     }

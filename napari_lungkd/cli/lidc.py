@@ -67,6 +67,16 @@ def run(args) -> int:
         raise ExportError(
             f"{args.masks}: --masks needs --ct, the CT whose geometry the mask file takes."
         )
+    if args.masks and args.json:
+        from pathlib import Path
+
+        from napari_lungkd.io.sidecar import sidecar_path
+
+        if Path(args.json).expanduser().resolve() == sidecar_path(args.masks).resolve():
+            raise ExportError(
+                f"--json {args.json} is where the provenance sidecar of --masks goes; "
+                "choose another name."
+            )
     ct = None
     if args.ct:
         from napari_lungkd.io import load_ct
@@ -76,14 +86,31 @@ def run(args) -> int:
     print(_table(lidc))
     doc = lidc.to_dict()
     if args.masks:
-        from napari_lungkd.io.masks import write_mask
+        from napari_lungkd.io.masks import save_mask
 
-        labels = lidc.consensus_labels(args.rule)
-        try:
-            out = write_mask(args.masks, labels.astype("uint8"), ct, overwrite=args.overwrite)
-        except FileExistsError:
-            raise ExportError(f"{args.masks} already exists (use --overwrite).") from None
-        doc["masks"] = {"path": str(out), "rule": args.rule, "labels": "nodule index + 1"}
+        provenance = {
+            "source": "LIDC-IDRI reader consensus",
+            "xml": str(args.xml),
+            "rule": args.rule,
+            "level": args.level,
+            "include_edges": args.include_edges,
+            "labels": "nodule index + 1",
+        }
+        files = save_mask(
+            args.masks,
+            lidc.consensus_labels(args.rule),
+            ct,
+            provenance=provenance,
+            overwrite=args.overwrite,
+            labels=True,
+        )
+        out = files["mask"]
+        doc["masks"] = {
+            "path": str(out),
+            "sidecar": str(files["sidecar"]),
+            "rule": args.rule,
+            "labels": "nodule index + 1",
+        }
         print(f"consensus labels ({args.rule}) written to {out}")
     if args.json:
         write_json(args.json, doc)

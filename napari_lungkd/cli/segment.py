@@ -1,13 +1,19 @@
 """``lungkd segment INPUT``: nodule masks, nodule tables and a JSON report for one CT or many.
 
 INPUT is a CT (DICOM folder or file, NIfTI, MHD/MHA, NRRD) or a folder holding many of them
-(every folder with DICOM files, and every image file below INPUT, is one case: batch mode, one
-line of progress per case). Per case, under ``--out DIR/<case>/``:
+(every folder holding DICOM files itself, and every image file below INPUT, is one case, as
+:func:`napari_lungkd.io.sniff.find_cases` finds them: batch mode, one line of progress per case).
+Per case, under ``--out DIR/<case>/``, masks saved by :func:`napari_lungkd.io.masks.save_mask`
+(the widget's Save writes the same files):
 
-* ``<model>_mask.nii.gz``: the binary mask in the CT's own geometry (opens in any viewer);
+* ``<model>_mask.nii.gz``: the binary mask in the CT's own geometry (opens in any viewer), its
+  provenance sidecar ``<model>_mask.json`` and, with ``--dicom-seg`` on a DICOM CT,
+  ``<model>_mask.seg.dcm``;
 * ``<model>_nodules.csv``: the nodule table;
 * ``report.json``: provenance, timings, nodules (and with ``--model both`` the student-teacher
-  Dice and speed-up).
+  Dice and speed-up, :func:`napari_lungkd.scoring.speed.speedup`, also printed per case).
+
+One :class:`~napari_lungkd.inference.Segmenter` per model serves every case of the run.
 """
 
 from __future__ import annotations
@@ -69,26 +75,30 @@ def register(subparsers) -> None:
         help="a CT (DICOM folder/file, .nii[.gz], .mhd/.mha, .nrrd) or a folder of many",
     )
     add_model_options(p)
+    p.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="also write each mask as DICOM-SEG (<model>_mask.seg.dcm) when the CT is DICOM",
+    )
     add_json_option(p)
     p.set_defaults(func=run)
 
 
 def find_cases(path) -> list[Path]:
-    """The CTs under ``path``: itself if it is one file or a single DICOM series folder."""
-    from napari_lungkd.errors import CtLoadError
-    from napari_lungkd.io.sniff import is_image_file_name
+    """The CTs under ``path`` (:func:`napari_lungkd.io.sniff.find_cases`), our own masks left out.
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CtLoadError(f"{path} does not exist.")
-    if path.is_file():
-        return [path]
-    files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-    images = [p for p in files if is_image_file_name(p) and not p.name.endswith("_mask.nii.gz")]
-    dicom_dirs = sorted({p.parent for p in files if p.suffix.lower() == ".dcm"})
-    cases = dicom_dirs + images
-    if len(cases) <= 1:
-        return cases or [path]
+    A path with no CT in it raises :class:`CtLoadError` with the reason ``load_ct`` would give.
+    """
+    from napari_lungkd.errors import CtLoadError
+    from napari_lungkd.io.sniff import find_cases as find_ct_inputs
+
+    found = find_ct_inputs(path)
+    refused = [c for c in found if not c.is_ct]
+    if refused:
+        raise CtLoadError(refused[0].reason)
+    cases = [c.path for c in found if not c.path.name.endswith("_mask.nii.gz")]
+    if not cases:
+        raise CtLoadError(f"{path} holds no CT to segment, only masks that lungkd wrote.")
     return cases
 
 
@@ -104,34 +114,32 @@ def case_name(case: Path, root: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[-120:] or "case"
 
 
-def load_models(args) -> dict:
-    """Load the requested model(s) once for all cases."""
-    from napari_lungkd.inference.torch_runner import load_model
+def make_segmenters(args) -> dict:
+    """One Segmenter per requested model for the whole run, loaded now: the weights are read and
+    hashed, the module built and the runner (ONNX session) made once, and a missing weights file
+    or device is refused before the first case."""
+    from napari_lungkd.inference import RunSettings, Segmenter
 
+    settings = RunSettings(
+        device=args.device,
+        backend=args.backend,
+        num_threads=args.threads,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+    )
     names = ["student", "teacher"] if args.model == "both" else [args.model]
-    loaded = {}
+    segmenters = {}
     for name in names:
         w = args.teacher_weights if (name == "teacher" and args.model == "both") else args.weights
-        loaded[name] = load_model(name, w, build=args.backend != "onnx")
-    return loaded
+        segmenters[name] = Segmenter(name, weights=w, settings=settings).load()
+    return segmenters
 
 
-def segment_case(ct, models: dict, args, desc: str = "") -> dict:
-    """Run every loaded model on ``ct`` (the teacher reuses the student's preprocessing)."""
-    from napari_lungkd.inference.segmenter import iter_segment
-
+def segment_case(ct, segmenters: dict, desc: str = "") -> dict:
+    """Run every Segmenter on ``ct`` (the teacher reuses the student's preprocessing)."""
     results, prepared = {}, None
-    for name, loaded in models.items():
-        gen = iter_segment(
-            ct,
-            loaded,
-            device=args.device,
-            threshold=args.threshold,
-            batch_size=args.batch_size,
-            prepared=prepared,
-            num_threads=args.threads,
-            backend=args.backend,
-        )
+    for name, segmenter in segmenters.items():
+        gen = segmenter.iter_segment(ct, prepared=prepared)
         seg = run_with_tqdm(gen, desc=f"{desc} {name}".strip())
         prepared = seg.prepared
         results[name] = seg
@@ -139,27 +147,37 @@ def segment_case(ct, models: dict, args, desc: str = "") -> dict:
 
 
 def compare(results: dict) -> dict | None:
+    """Student vs teacher: Dice of the masks, speed-up (model seconds per slice), parameters."""
     if set(results) != {"student", "teacher"}:
         return None
     from napari_lungkd.scoring.metrics import dice
+    from napari_lungkd.scoring.speed import speedup
 
     s, t = results["student"], results["teacher"]
     return {
         "dice_student_teacher": dice(s.mask, t.mask),
-        "speedup_model": t.timings["model"] / s.timings["model"] if s.timings["model"] else None,
+        "speedup_model": speedup(t.timings, s.timings),
         "parameters": {
-            "student": s.provenance["n_parameters"],
-            "teacher": t.provenance["n_parameters"],
+            "student": s.provenance.n_parameters,
+            "teacher": t.provenance.n_parameters,
         },
     }
 
 
 def write_case(
-    out_dir: Path, ct, results: dict, load_s: float, overwrite: bool, extra: dict | None = None
+    out_dir: Path,
+    ct,
+    results: dict,
+    load_s: float,
+    overwrite: bool,
+    extra: dict | None = None,
+    dicom_seg: bool = False,
 ) -> dict:
-    """Masks, nodule tables and report.json for one case; returns the report."""
+    """Masks (through ``save_mask``), nodule tables and report.json for one case; the report."""
+    import numpy as np
+
     from napari_lungkd.inference.nodules import nodules_to_rows, write_nodules_csv
-    from napari_lungkd.io.masks import write_mask
+    from napari_lungkd.io.masks import save_mask
 
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {
@@ -175,19 +193,29 @@ def write_case(
         "models": {},
     }
     for name, seg in results.items():
-        mask_path = write_mask(out_dir / f"{name}_mask.nii.gz", seg.mask, ct, overwrite=overwrite)
+        files = save_mask(
+            out_dir / f"{name}_mask.nii.gz",
+            seg.mask,
+            ct,
+            provenance=seg.provenance,
+            dicom_seg=dicom_seg,
+            overwrite=overwrite,
+        )
+        if dicom_seg and "dicom_seg" not in files:
+            print(f"{ct.source}: no DICOM-SEG, the CT is not DICOM", file=sys.stderr)
         csv_path = out_dir / f"{name}_nodules.csv"
         write_nodules_csv(csv_path, seg.nodules, overwrite=overwrite)
         report["models"][name] = {
-            "mask": str(mask_path),
+            "mask": str(files["mask"]),
+            "files": {kind: str(p) for kind, p in files.items()},
             "nodules_csv": str(csv_path),
             "n_nodules": len(seg.nodules),
-            "mask_voxels": int(seg.mask.sum()),
+            "mask_voxels": int(np.count_nonzero(seg.mask)),
             "timings": {
-                **seg.timings,
-                "end_to_end_s": round(load_s + seg.timings["load"] + seg.timings["total"], 4),
+                **seg.timings.to_dict(),
+                "end_to_end_s": round(load_s + _once(seg) + seg.timings.total, 4),
             },
-            "provenance": seg.provenance,
+            "provenance": seg.provenance.to_dict(),
             "nodules": nodules_to_rows(seg.nodules),
         }
     cmp = compare(results)
@@ -199,12 +227,23 @@ def write_case(
     return report
 
 
+def _once(seg) -> float:
+    """The Segmenter's one-time costs, reported by its first result only (0 afterwards)."""
+    return seg.timings.load + seg.timings.backend_setup
+
+
 def one_line(i: int, n: int, name: str, report: dict) -> str:
     parts = []
     for model, r in report["models"].items():
         t = r["timings"]
         parts.append(
             f"{model} {t['total']:.1f} s ({t['slices_per_s']:.1f} slices/s), {r['n_nodules']} nodules"
+        )
+    cmp = report.get("comparison")
+    if cmp and cmp["speedup_model"] is not None:
+        parts.append(
+            f"teacher/student speed-up {cmp['speedup_model']:.2f}x (model s/slice), "
+            f"Dice {cmp['dice_student_teacher']:.3f}"
         )
     return f"[{i}/{n}] {name}: load {report['load_ct_s']:.1f} s; " + "; ".join(parts)
 
@@ -215,7 +254,7 @@ def run(args) -> int:
 
     root = Path(args.input).expanduser()
     cases = find_cases(root)
-    models = load_models(args)
+    segmenters = make_segmenters(args)
     out = Path(args.out)
     reports, failures = [], []
     for i, case in enumerate(cases, start=1):
@@ -224,8 +263,10 @@ def run(args) -> int:
             t0 = time.perf_counter()
             ct = load_ct(case)
             load_s = time.perf_counter() - t0
-            results = segment_case(ct, models, args, desc=f"[{i}/{len(cases)}]")
-            report = write_case(out / name, ct, results, load_s, args.overwrite)
+            results = segment_case(ct, segmenters, desc=f"[{i}/{len(cases)}]")
+            report = write_case(
+                out / name, ct, results, load_s, args.overwrite, dicom_seg=args.dicom_seg
+            )
         except LungKDError as exc:
             if len(cases) == 1:
                 raise

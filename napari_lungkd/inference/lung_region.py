@@ -125,7 +125,6 @@ def find_lung_region(
     work_spacing_mm: float = 2.0,
 ) -> LungRegion:
     """The lung box of a CT ``hu`` ``(z, y, x)``; the whole volume (``found=False``) if no lung."""
-    from scipy import ndimage
 
     t0 = time.perf_counter()
     hu = np.asarray(hu)
@@ -133,29 +132,9 @@ def find_lung_region(
     sz, sy, sx = (float(s) for s in spacing_mm)
     step = max(1, int(round(work_spacing_mm / max(min(sy, sx), 1e-6))))
     small = hu[:, ::step, ::step]
-    air = small < AIR_HU
-    labels, n = ndimage.label(air)
-    if n == 0:
+    lungs, lung_ml = lung_air(small, (sz, sy * step, sx * step), keep_fraction, min_volume_ml)
+    if lungs is None:
         return _timed(whole_volume(hu.shape), t0)
-    border = np.unique(
-        np.concatenate(
-            [
-                labels[:, 0, :].ravel(),
-                labels[:, -1, :].ravel(),
-                labels[:, :, 0].ravel(),
-                labels[:, :, -1].ravel(),
-            ]
-        )
-    )
-    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
-    sizes[0] = 0
-    sizes[border] = 0
-    voxel_ml = sz * sy * step * sx * step / 1000.0
-    biggest = sizes.max()
-    keep = (sizes >= keep_fraction * biggest) & (sizes * voxel_ml >= min_volume_ml) & (sizes > 0)
-    if not keep.any():
-        return _timed(whole_volume(hu.shape), t0)
-    lungs = keep[labels]
     per_slice = lungs.any(axis=(1, 2))
     zs = np.flatnonzero(per_slice)
     z0 = max(0, zs[0] - margin_slices)
@@ -182,11 +161,34 @@ def find_lung_region(
         box_yx=(y0, y1, x0, x1),
         shape=(nz, ny, nx),
         found=True,
-        lung_volume_ml=float(sizes[keep].sum() * voxel_ml),
+        lung_volume_ml=lung_ml,
         slice_boxes=_slice_boxes(lungs, zs, z_kept, step, my, mx, ny, nx),
         multiple=multiple,
     )
     return _timed(region, t0)
+
+
+def lung_air(small: np.ndarray, spacing_mm, keep_fraction: float, min_volume_ml: float):
+    """The lungs' air on a (subsampled) HU grid: 3-D components below :data:`AIR_HU` that do not
+    touch the in-plane border, at least ``keep_fraction`` of the largest and ``min_volume_ml``.
+    Returns ``(mask, volume_ml)``, or ``(None, 0.0)`` when there is none."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(small < AIR_HU)
+    if n == 0:
+        return None, 0.0
+    edges = (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1])
+    border = np.unique(np.concatenate([e.ravel() for e in edges]))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
+    sizes[0] = 0
+    sizes[border] = 0
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    keep = (
+        (sizes >= keep_fraction * sizes.max()) & (sizes * voxel_ml >= min_volume_ml) & (sizes > 0)
+    )
+    if not keep.any():
+        return None, 0.0
+    return keep[labels], float(sizes[keep].sum() * voxel_ml)
 
 
 def _slice_boxes(lungs, zs, z_kept, step, my, mx, ny, nx) -> np.ndarray:

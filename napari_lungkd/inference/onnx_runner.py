@@ -1,6 +1,6 @@
 """Faster ways to run the same model on a CPU, kept only where the masks agree with eager fp32.
 
-Backends (``iter_segment(..., backend=...)``):
+Backends (``RunSettings(backend=...)``):
 
 * ``eager`` (default): PyTorch, channels-last memory, ``torch.inference_mode``; mixed precision on
   GPUs (:class:`~napari_lungkd.inference.torch_runner.BatchRunner`);
@@ -10,7 +10,7 @@ Backends (``iter_segment(..., backend=...)``):
   only the first run pays for the export (seconds for the student, ~40 s for the teacher).
 
 ``bench/inference.py`` measures each path beside eager fp32 on LIDC-IDRI-0001 and checks that the
-masks agree (Dice >= 0.99, :func:`agreement`).
+masks agree (Dice >= 0.99, :func:`napari_lungkd.scoring.metrics.dice`).
 
 Measured on the 2-core AVX2 CPU (single thread, CPU ms per slice of a 288 x 352 lung crop, batch 4;
 student / teacher): eager NCHW 479 / 1759, eager channels-last 445 / 1731, ONNX Runtime 410 / 1501.
@@ -30,7 +30,6 @@ import numpy as np
 
 from napari_lungkd.errors import ModelError
 
-BACKENDS = ("eager", "onnx")
 ONNX_OPSET = 17
 
 
@@ -88,7 +87,8 @@ def export_onnx(loaded, path=None) -> Path:
 
 
 class OnnxRunner:
-    """Same interface as :class:`~napari_lungkd.inference.torch_runner.BatchRunner`, on ONNX Runtime (CPU)."""
+    """A :class:`~napari_lungkd.inference.runner.Runner` on ONNX Runtime (CPU): the session is made
+    once, here, and reused for every batch and every CT."""
 
     def __init__(self, loaded, device, batch_size: int | None = None, threads: int | None = None):
         import onnxruntime as ort
@@ -127,28 +127,3 @@ class OnnxRunner:
             )[0]
             outs.append(1.0 / (1.0 + np.exp(-logits[:, 0].astype(np.float32))))
         return np.concatenate(outs) if outs else np.zeros((0, *x.shape[2:]), np.float32)
-
-
-def make_runner(
-    loaded, device, batch_size=None, backend: str = "eager", threads: int | None = None
-):
-    """The runner for ``backend`` (``eager`` or ``onnx``)."""
-    from napari_lungkd.inference.torch_runner import BatchRunner
-
-    if backend == "eager":
-        return BatchRunner(loaded, device, batch_size)
-    if backend == "onnx":
-        if not onnx_available():
-            raise ModelError(
-                "The onnx backend needs the onnx and onnxruntime packages (pip install 'napari-lungkd[fast]')."
-            )
-        return OnnxRunner(loaded, device, batch_size, threads)
-    raise ModelError(f"Unknown backend {backend!r}; choose one of {BACKENDS}.")
-
-
-def agreement(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
-    """Dice between two masks; 1.0 when both are empty (they agree)."""
-    a = np.asarray(mask_a) > 0
-    b = np.asarray(mask_b) > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total

@@ -1,7 +1,8 @@
 """A model ready to predict: loading it (weights or random), choosing the device, running batches.
 
-:class:`LoadedModel` is what :func:`~napari_lungkd.inference.segmenter.iter_segment` needs; the widget keeps
-one per model so that the weights are read once. :class:`BatchRunner` turns a float32 input stack
+:class:`LoadedModel` is what a :class:`~napari_lungkd.inference.segmenter.Segmenter` holds (one per
+Segmenter, so the weights are read once). :class:`BatchRunner` (a
+:class:`~napari_lungkd.inference.runner.Runner`) turns a float32 input stack
 into probabilities on the chosen device: ``torch.inference_mode``, channels-last memory, mixed
 precision on GPUs (bf16 where supported, else fp16), and on out-of-memory it halves the batch and
 retries, then falls back to the CPU, recording what happened in ``warnings``.
@@ -124,19 +125,6 @@ def load_model(
     return loaded
 
 
-def as_loaded_model(model, weights=None, build: bool = True) -> LoadedModel:
-    """Accept a model name, a :class:`LoadedModel`, or a ``(torch module, ModelSpec)`` pair."""
-    if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, str):
-        return load_model(model, weights, build=build)
-    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], ModelSpec):
-        return LoadedModel(model[0], model[1])
-    raise ModelError(
-        f"model must be a name, a LoadedModel or a (module, ModelSpec) pair, not {type(model).__name__}."
-    )
-
-
 # ---- devices ---------------------------------------------------------------------------------
 
 
@@ -219,9 +207,10 @@ class BatchRunner:
         self.batch_size = int(batch_size or default_batch_size(self.device, loaded.spec))
         self.channels_last = channels_last
         self.warnings: list[str] = []
+        t0 = time.perf_counter()
         self._move_module(self.device)
+        self.setup_seconds = time.perf_counter() - t0
 
-    # the three device-touching steps are methods so that tests can stand in for a GPU
     def _move_module(self, device) -> None:
         import torch
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from napari_lungkd.ct import CtVolume
-from napari_lungkd.io.sniff import is_image_file_name
+from napari_lungkd.io.sniff import DICOM_FOLDER, IMAGE_FILE, sniff
 
 
 def load_ct(path, series_uid: str | None = None) -> CtVolume:
     """Load a chest CT from a DICOM folder or file, NIfTI, MHD/MHA or NRRD.
+
+    What the path is comes from :func:`~napari_lungkd.io.sniff.sniff` (the table the napari reader
+    and the CLI use too); a path it refuses raises with its reason.
 
     * a folder is searched recursively for DICOM files; they are grouped by SeriesInstanceUID and
       the series named by ``series_uid`` is loaded, otherwise the one with the most slices;
@@ -23,19 +24,21 @@ def load_ct(path, series_uid: str | None = None) -> CtVolume:
     """
     from napari_lungkd.errors import CtLoadError
 
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise CtLoadError(f"{path} does not exist.")
-    if path.is_dir():
+    info = sniff(path)
+    if not info.is_ct:
+        raise CtLoadError(info.reason)
+    if info.kind == DICOM_FOLDER:
         from napari_lungkd.io.dicom.series import load_dicom_folder
 
-        return load_dicom_folder(path, series_uid)
-    if is_image_file_name(path):
+        return load_dicom_folder(info.path, series_uid)
+    if info.kind == IMAGE_FILE:
         from napari_lungkd.io.image_file import load_image_file
 
         if series_uid is not None:
-            raise CtLoadError(f"{path} is not DICOM, so it has no series {series_uid} to choose.")
-        return load_image_file(path)
+            raise CtLoadError(
+                f"{info.path} is not DICOM, so it has no series {series_uid} to choose."
+            )
+        return load_image_file(info.path)
     from napari_lungkd.io.dicom.series import load_dicom_file
 
-    return load_dicom_file(path, series_uid)
+    return load_dicom_file(info.path, series_uid)

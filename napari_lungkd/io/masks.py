@@ -1,5 +1,7 @@
 """Masks on disk in the CT's own geometry: NIfTI (.nii, .nii.gz) and NRRD, uint8, written atomically.
 
+    save_mask(path, mask, ct, provenance=..., dicom_seg=..., ...) -> {kind: Path}   the one save
+        that the CLI and the GUI share: mask + NRRD / DICOM-SEG on request + provenance sidecar
     write_mask(path, mask, ct, overwrite=False) -> Path
     read_mask(path, ct) -> np.ndarray (z, y, x) uint8, aligned to ct
     ct_image(array, ct) -> SimpleITK.Image with the CT's origin, spacing and direction
@@ -145,3 +147,106 @@ def read_mask(path, ct: CtVolume) -> np.ndarray:
 
 def _fmt(values) -> str:
     return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
+
+
+def planned_paths(path, ct, nrrd: bool = False, dicom_seg: bool = False) -> dict[str, Path]:
+    """The files one :func:`save_mask` of ``path`` writes (kind -> path), to ask before overwriting.
+
+    ``nrrd`` adds a ``<stem>.nrrd`` twin; ``dicom_seg`` a ``<stem>.seg.dcm`` when the CT came from
+    DICOM (it needs the source slices); the sidecar ``<stem>.json`` is always written.
+    """
+    from napari_lungkd.io.sidecar import mask_stem, sidecar_path
+
+    path = Path(path).expanduser()
+    if not path.name.lower().endswith(MASK_SUFFIXES):
+        raise ExportError(
+            f"cannot save {path.name}: choose a name ending in .nii.gz, .nii or .nrrd."
+        )
+    stem = mask_stem(path)
+    out = {"mask": path}
+    if nrrd and not path.name.lower().endswith(".nrrd"):
+        out["nrrd"] = path.with_name(f"{stem}.nrrd")
+    if dicom_seg and ct is not None and ct.sop_uids:
+        out["dicom_seg"] = path.with_name(f"{stem}.seg.dcm")
+    out["sidecar"] = sidecar_path(path)
+    return out
+
+
+def save_mask(
+    path,
+    mask: np.ndarray,
+    ct: CtVolume | None,
+    *,
+    provenance=None,
+    model_mask: np.ndarray | None = None,
+    nrrd: bool = False,
+    dicom_seg: bool = False,
+    overwrite: bool = False,
+    labels: bool = False,
+) -> dict[str, Path]:
+    """Save a mask the one way the GUI and the CLI both use; returns kind -> path written.
+
+    Writes the mask (format by suffix), an optional NRRD twin and DICOM-SEG (see
+    :func:`planned_paths`) and the provenance sidecar (:mod:`napari_lungkd.io.sidecar`), each
+    atomically. Nothing is written when any target exists and ``overwrite`` is false; if a write
+    fails, the files this call created are removed. The mask is saved binary (nonzero = nodule)
+    unless ``labels`` keeps its values 0-255. ``provenance`` is a dict or has ``to_dict()``;
+    ``model_mask`` (the model's own mask) gives the sidecar its edit summary.
+    """
+    from napari_lungkd.files import write_json
+    from napari_lungkd.io.sidecar import build_sidecar, provenance_dict
+
+    name = Path(path).name
+    if ct is None:
+        raise ExportError(
+            f"cannot save {name}: the mask carries no CT geometry; segment or load the mask "
+            "onto a CT first."
+        )
+    mask = np.asarray(mask)
+    if mask.shape != ct.shape:
+        raise ExportError(
+            f"cannot save {name}: mask shape {mask.shape} differs from the CT's {ct.shape}."
+        )
+    data = _as_uint8(mask, ct) if labels else (mask > 0).astype(np.uint8)
+    paths = planned_paths(path, ct, nrrd=nrrd, dicom_seg=dicom_seg)
+    existing = [p for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise ExportError(
+            f"{existing[0]} already exists; choose another name or allow overwriting."
+        )
+    prov = provenance_dict(provenance)
+    edits = None
+    if model_mask is not None and np.shape(model_mask) == mask.shape:
+        from napari_lungkd.scoring.comparison import edit_summary
+
+        edits = edit_summary(model_mask, data)
+    created: list[Path] = []
+    try:
+        for kind in ("mask", "nrrd"):
+            if kind in paths:
+                write_mask(paths[kind], data, ct, overwrite=overwrite)
+                created.append(paths[kind])
+        if "dicom_seg" in paths:
+            from napari_lungkd.io.dicom.seg import write_dicom_seg
+
+            write_dicom_seg(
+                paths["dicom_seg"],
+                data,
+                ct,
+                overwrite=overwrite,
+                algorithm_name=f"napari-lungkd {prov.get('model') or 'manual'}",
+                edited_by_hand=bool(edits and (edits["voxels_added"] or edits["voxels_removed"])),
+            )
+            created.append(paths["dicom_seg"])
+        files = {k: p for k, p in paths.items() if k != "sidecar"}
+        doc = build_sidecar(files, data, ct, prov, edits)
+        try:
+            write_json(paths["sidecar"], doc, overwrite=overwrite)
+        except (OSError, ValueError, TypeError) as exc:
+            raise ExportError(f"{paths['sidecar']} could not be written ({exc}).") from None
+    except BaseException:
+        for p in created:
+            if p not in existing:
+                p.unlink(missing_ok=True)
+        raise
+    return paths

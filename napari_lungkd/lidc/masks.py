@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -11,6 +11,7 @@ from napari_lungkd.lidc.nodules import (
     Nodule,
     build_nodules,
     consensus_labels,
+    make_nodule,
 )
 from napari_lungkd.lidc.parse import (
     LidcRead,
@@ -38,6 +39,20 @@ class LidcMasks:
     include_edges: bool
     tol_mm: float
     warnings: tuple[str, ...] = field(default=())
+
+    def at_level(self, level: float) -> LidcMasks:
+        """The same annotations and nodule clusters with the consensus at another ``level``.
+
+        Only each nodule's consensus (and the facts derived from it) is recomputed: the XML is
+        not read again and no outline is rasterised again.
+        """
+        level = _check_level(level)
+        if level == self.level:
+            return self
+        nodules = tuple(
+            make_nodule(n.index, n.annotations, list(self.annotations), level) for n in self.nodules
+        )
+        return replace(self, nodules=nodules, level=level)
 
     def reader_volumes(self) -> list[np.ndarray]:
         """One uint8 ``(z, y, x)`` mask per reading session (1 = outlined by that reader)."""
@@ -105,6 +120,12 @@ class LidcMasks:
         }
 
 
+def _check_level(level: float) -> float:
+    if not 0.0 < level <= 1.0:
+        raise ValueError(f"consensus level must be in (0, 1], not {level}")
+    return float(level)
+
+
 def annotate(
     xml_or_read,
     ct=None,
@@ -114,8 +135,7 @@ def annotate(
 ) -> LidcMasks:
     """Read (if needed), rasterise on ``ct``'s grid (or the XML-only grid), cluster, build consensus."""
     read = xml_or_read if isinstance(xml_or_read, LidcRead) else read_lidc_xml(xml_or_read)
-    if not 0.0 < level <= 1.0:
-        raise ValueError(f"consensus level must be in (0, 1], not {level}")
+    level = _check_level(level)
     warnings = []
     if ct is not None:
         grid = grid_for_ct(ct)

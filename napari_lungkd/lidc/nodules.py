@@ -237,41 +237,45 @@ def build_nodules(
     masks: list[AnnotationMask], level: float = 0.5, tol_mm: float = DEFAULT_TOL_MM
 ) -> list[Nodule]:
     """Cluster the annotation masks into nodules and compute each nodule's consensus and facts."""
-    out = []
-    for n, group in enumerate(cluster_annotations(masks, tol_mm=tol_mm)):
-        ms = [masks[i] for i in group]
-        cons = consensus(ms, level)
-        grid = ms[0].grid
-        diams = [diameter_mm(m) for m in ms]
-        diam = float(np.mean(diams)) if all(d is not None for d in diams) else None
-        vol = None
-        if grid.spacing_mm is not None and cons is not None:
-            vol = float(cons.voxels * np.prod(grid.spacing_mm))
-        cen = _centroid(ms, cons)
-        lps = None
-        if cen is not None and grid.ct is not None:
-            lps = tuple(float(v) for v in grid.ct.index_to_lps(np.asarray(cen)))
-        chars = {}
-        for name in CHARACTERISTIC_NAMES:
-            vals = [m.mark.characteristics[name] for m in ms if name in m.mark.characteristics]
-            if vals:
-                chars[name] = float(np.mean(vals))
-        out.append(
-            Nodule(
-                index=n,
-                annotations=tuple(group),
-                readers=tuple(masks[i].reader for i in group),
-                nodule_ids=tuple(masks[i].nodule_id for i in group),
-                level=float(level),
-                consensus=cons,
-                diameter_mm=diam,
-                volume_mm3=vol,
-                centroid_zyx=cen,
-                centroid_lps_mm=lps,
-                characteristics=chars,
-            )
-        )
-    return out
+    groups = cluster_annotations(masks, tol_mm=tol_mm)
+    return [make_nodule(n, group, masks, level) for n, group in enumerate(groups)]
+
+
+def make_nodule(index: int, group, masks: list[AnnotationMask], level: float) -> Nodule:
+    """Nodule ``index`` from the annotations ``group`` (indices into ``masks``) at ``level``.
+
+    Clustering does not depend on the level, so a new level only needs this per nodule.
+    """
+    ms = [masks[i] for i in group]
+    cons = consensus(ms, level)
+    grid = ms[0].grid
+    diams = [diameter_mm(m) for m in ms]
+    diam = float(np.mean(diams)) if all(d is not None for d in diams) else None
+    vol = None
+    if grid.spacing_mm is not None and cons is not None:
+        vol = float(cons.voxels * np.prod(grid.spacing_mm))
+    cen = _centroid(ms, cons)
+    lps = None
+    if cen is not None and grid.ct is not None:
+        lps = tuple(float(v) for v in grid.ct.index_to_lps(np.asarray(cen)))
+    chars = {}
+    for name in CHARACTERISTIC_NAMES:
+        vals = [m.mark.characteristics[name] for m in ms if name in m.mark.characteristics]
+        if vals:
+            chars[name] = float(np.mean(vals))
+    return Nodule(
+        index=index,
+        annotations=tuple(group),
+        readers=tuple(masks[i].reader for i in group),
+        nodule_ids=tuple(masks[i].nodule_id for i in group),
+        level=float(level),
+        consensus=cons,
+        diameter_mm=diam,
+        volume_mm3=vol,
+        centroid_zyx=cen,
+        centroid_lps_mm=lps,
+        characteristics=chars,
+    )
 
 
 def passes_luna16(nodule: Nodule) -> bool:

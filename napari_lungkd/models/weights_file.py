@@ -51,7 +51,34 @@ class WeightsInfo:
             "n_tensors": self.n_tensors,
             "package_version": self.metadata.get("package_version"),
             "metrics": self.metadata.get("metrics", {}),
+            "trained_on": self.trained_on,
         }
+
+    @property
+    def trained_on(self) -> dict[str, Any] | None:
+        return trained_on(self.metadata)
+
+
+def trained_on(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a weights header says the weights were trained on, in short: the reference masks, the
+    split (file, seed, patients and cases per part) and the teacher; None when it says nothing."""
+    metadata = metadata or {}
+    split = metadata.get("data_split") or {}
+    training = metadata.get("training") or {}
+    out: dict[str, Any] = {}
+    for key in ("reference", "split_file", "seed"):
+        if split.get(key) is not None:
+            out[key] = split[key]
+    for key in ("patients", "cases"):
+        parts = split.get(key)
+        if isinstance(parts, dict):
+            out[f"n_{key}"] = {part: len(ids or ()) for part, ids in parts.items()}
+    if training.get("teacher"):
+        out["teacher"] = str(training["teacher"])
+    config = training.get("config")
+    if isinstance(config, dict) and config.get("name"):
+        out["config"] = config["name"]
+    return out or None
 
 
 def file_sha256(path) -> str:

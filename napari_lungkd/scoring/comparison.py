@@ -4,7 +4,8 @@ Pure functions on arrays and :class:`~napari_lungkd.inference.segmenter.Segmenta
 torch. The widget calls :func:`compare_models` and :func:`disagreement_labels`, then shows
 :meth:`Comparison.rows` (also what "Export CSV" writes).
 
-* speed: parameters, seconds per CT, slices per second, and the teacher/student speed-up;
+* speed: parameters, seconds per CT, slices per second, and the teacher/student speed-up
+  (:func:`napari_lungkd.scoring.speed.speedup`: model seconds per slice);
 * agreement: Dice student <-> teacher;
 * against LIDC (when a consensus and/or per-reader masks are given): each model's Dice against the
   consensus and against every reader, the reader-vs-reader Dice range (the human ceiling a model is
@@ -20,11 +21,15 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_lungkd.scoring import metrics
+from napari_lungkd.scoring.speed import speedup
+
+if TYPE_CHECKING:
+    from napari_lungkd.inference.segmentation import Timings
 
 STUDENT_ONLY = 1
 TEACHER_ONLY = 2
@@ -37,30 +42,30 @@ class ModelStats:
     name: str
     n_params: int | None
     seconds: float | None
-    """Seconds for the whole CT, end to end (``timings["total"]`` of the segmentation)."""
+    """Seconds for the whole CT, end to end (``timings.total`` of the segmentation)."""
     n_slices: int
     """Slices the model ran on (those with lung)."""
     slices_per_s: float | None
-    """Model throughput (``timings["slices_per_s"]``)."""
+    """Model throughput (``timings.slices_per_s``)."""
     device: str = ""
+    timings: Timings | None = None
+    """The segmentation's timings, from which the speed-up is computed."""
 
     @classmethod
     def from_segmentation(cls, name: str, seg: Any, n_params: int | None = None) -> ModelStats:
-        """Read the timings and provenance that :func:`~napari_lungkd.inference.segmenter.iter_segment` records."""
-        timings = dict(getattr(seg, "timings", {}) or {})
-        prov = dict(getattr(seg, "provenance", {}) or {})
-        n_slices = int(timings.get("slices", np.asarray(seg.mask).shape[0]))
-        seconds = _first(timings, ("total", "total_s"))
-        sps = _first(timings, ("slices_per_s",))
+        """Read the :class:`~napari_lungkd.inference.segmentation.Timings` and
+        :class:`~napari_lungkd.inference.segmentation.Provenance` of a Segmentation."""
+        timings, prov = seg.timings, seg.provenance
         if n_params is None:
-            n_params = _first(prov, ("n_parameters", "n_params"))
+            n_params = prov.n_parameters
         return cls(
             name=name,
             n_params=None if n_params is None else int(n_params),
-            seconds=None if seconds is None else float(seconds),
-            n_slices=n_slices,
-            slices_per_s=None if sps is None else float(sps),
-            device=str(prov.get("device", "")),
+            seconds=float(timings.total),
+            n_slices=int(timings.slices),
+            slices_per_s=float(timings.slices_per_s),
+            device=str(prov.device),
+            timings=timings,
         )
 
 
@@ -92,11 +97,12 @@ class Comparison:
 
     @property
     def speedup(self) -> float | None:
-        """How many times faster the first model (student) ran than the second (teacher)."""
+        """How many times faster the first model (student) ran than the second (teacher):
+        :func:`napari_lungkd.scoring.speed.speedup` (model seconds per slice)."""
         if len(self.models) < 2:
             return None
-        a, b = self.models[0].seconds, self.models[1].seconds
-        return None if not a or b is None else b / a
+        student, teacher = self.models[0].timings, self.models[1].timings
+        return None if student is None or teacher is None else speedup(teacher, student)
 
     @property
     def human_ceiling(self) -> tuple[float, float] | None:
@@ -266,18 +272,6 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]]) -> str:
 def _check_shape(what: str, arr: np.ndarray, shape) -> None:
     if shape is not None and arr.shape != shape:
         raise ValueError(f"{what} has shape {arr.shape}, expected the CT's {shape}")
-
-
-def _first(d: Mapping[str, Any], keys: Sequence[str]):
-    for k in keys:
-        v = d.get(k)
-        if _is_number(v):
-            return v
-    return None
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v)
 
 
 def _get(result: Any, key: str):

@@ -35,10 +35,18 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
 def dice(a, b) -> float:
     """Dice coefficient 2|A∩B| / (|A| + |B|); 1.0 when both masks are empty."""
     a, b = _pair(a, b)
-    total = int(a.sum()) + int(b.sum())
+    return dice_from_counts(int(np.logical_and(a, b).sum()), int(a.sum()), int(b.sum()))
+
+
+def dice_from_counts(intersection: float, n_a: float, n_b: float) -> float:
+    """Dice from voxel counts: 2 * intersection / (n_a + n_b); 1.0 when both are empty.
+
+    :func:`dice` is this on two masks; pooled ("global") Dice over many scans or batches sums
+    the counts first (training's validation, src_training's results table)."""
+    total = n_a + n_b
     if total == 0:
         return 1.0
-    return 2.0 * int(np.logical_and(a, b).sum()) / total
+    return 2.0 * intersection / total
 
 
 def iou(a, b) -> float:

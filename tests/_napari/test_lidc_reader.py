@@ -97,7 +97,7 @@ def test_069_opens_aligned_on_the_ct(make_napari_viewer, lidc0001, artifacts, qt
     for layer in added[:-1]:
         layer.contour = 1  # each reader as an outline in its own colour
     added[-1].opacity = 0.35
-    qtbot.wait(100)
+    qtbot.waitUntil(lambda: all(layer.loaded for layer in viewer.layers), timeout=10_000)
     shot = viewer.screenshot(str(artifacts / "lidc_readers.png"), canvas_only=False, flash=False)
     assert shot.ndim == 3 and shot[..., :3].std() > 10  # an image, not a blank window
 

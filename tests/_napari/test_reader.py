@@ -108,7 +108,7 @@ def test_viewer_opens_lidc0001_through_the_plugin(
     assert layer.world_to_data((-140.0, -171.699997, -166.0)) == pytest.approx((80, 0, 0))
     viewer.window.resize(1100, 760)
     viewer.reset_view()
-    qtbot.wait(100)  # let the canvas draw
+    qtbot.waitUntil(lambda: layer.loaded, timeout=10_000)  # its slice is there to draw
     shot = viewer.screenshot(
         canvas_only=False, flash=False
     )  # the whole window: a hidden canvas grabs black

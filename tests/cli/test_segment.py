@@ -122,6 +122,42 @@ def test_segment_batch_folder_one_line_per_case_and_bad_case_reported(tmp_path, 
     assert (tmp_path / "o" / "two" / "student_mask.nii.gz").is_file()
 
 
+def test_segment_batch_builds_one_segmenter_and_reads_the_weights_once(tmp_path, monkeypatch):
+    import napari_lungkd.inference as inference
+    import napari_lungkd.models.weights as weights
+    from napari_lungkd.models.specs import build_model, get_spec
+
+    spec = get_spec("student")
+    w = tmp_path / "student.safetensors"
+    weights.save_weights(w, build_model(spec).state_dict(), spec, {"metrics": {}})
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    write_ct(cases / "one.nii.gz", seed=1)
+    write_ct(cases / "two.nii.gz", seed=2)
+
+    built, reads = [], []
+    real_load = weights.load_weights
+
+    class CountingSegmenter(inference.Segmenter):
+        def __init__(self, *args, **kwargs):
+            built.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    def counting_load(*args, **kwargs):
+        reads.append(args[0])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "Segmenter", CountingSegmenter)
+    monkeypatch.setattr(weights, "load_weights", counting_load)
+    argv = ["segment", str(cases), "--weights", str(w), "--device", "cpu", "--threads", "1"]
+    assert main(argv + ["--out", str(tmp_path / "o"), "--json", str(tmp_path / "s.json")]) == 0
+    assert built == ["student"] and len(reads) == 1
+    reports = json.loads((tmp_path / "s.json").read_text())["cases"]
+    assert len(reports) == 2
+    loads = sorted(r["models"]["student"]["timings"]["load"] for r in reports)
+    assert loads[0] == 0.0 and loads[1] > 0  # the one load is reported once, by the first case
+
+
 def test_segment_refuses_missing_input_and_missing_device(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "nope"), "--weights", "random"]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -174,6 +210,18 @@ def test_segment_both_models_reports_comparison(tmp_path):
     assert report["models"]["teacher"]["provenance"]["prepared_reused"] is True
     assert 0.0 <= report["comparison"]["dice_student_teacher"] <= 1.0
     assert report["comparison"]["parameters"]["teacher"] == 67_150_609
+    # the speed-up written is the one definition (model seconds per slice), from the timings written
+    from napari_lungkd.inference import Timings
+    from napari_lungkd.scoring.speed import speedup
+
+    def timings(model):
+        t = dict(report["models"][model]["timings"])
+        t.pop("end_to_end_s")
+        return Timings(**t)
+
+    assert report["comparison"]["speedup_model"] == pytest.approx(
+        speedup(timings("teacher"), timings("student"))
+    )
 
 
 def test_evaluate_scores_against_the_lidc_consensus_of_a_phantom(tmp_path):

@@ -1,64 +1,18 @@
-"""segment / iter_segment on a tiny synthetic CT with tiny models: devices, cancel, OOM, reuse."""
+"""Segmenter / segment on a tiny synthetic CT with tiny models: results, cancel, OOM, reuse, loading once."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from tiny_models import HuThresholdNet, synthetic_ct, tiny_model
 
 from napari_lungkd.ct import CtVolume
 from napari_lungkd.errors import ModelError, WeightsError
-from napari_lungkd.inference.segmenter import iter_segment, segment
+from napari_lungkd.inference import Provenance, RunSettings, Segmenter, Timings, segment
 from napari_lungkd.models.specs import get_spec
-from napari_lungkd.progress import Progress
-
-SPACING_MM = (2.5, 0.8, 0.8)
-
-
-def synthetic_ct(n_slices: int = 6, size: int = 96) -> CtVolume:
-    """A body (40 HU) in air, two dark lungs (-850 HU) and a bright 'nodule' (120 HU) in the right one."""
-    hu = np.full((n_slices, size, size), -1000, np.int16)
-    yy, xx = np.mgrid[:size, :size]
-    c = size / 2
-    hu[:, ((yy - c) / (0.42 * size)) ** 2 + ((xx - c) / (0.46 * size)) ** 2 < 1] = 40
-    for cx in (0.31 * size, 0.69 * size):
-        hu[:, ((yy - c) / (0.26 * size)) ** 2 + ((xx - cx) / (0.13 * size)) ** 2 < 1] = -850
-    zz = np.arange(n_slices)[:, None, None]
-    blob = ((zz - n_slices // 2) * SPACING_MM[0]) ** 2 + ((yy - c) * 0.8) ** 2 + (
-        (xx - 0.69 * size) * 0.8
-    ) ** 2 < 4.0**2
-    hu[blob] = 120
-    return CtVolume(
-        hu=hu, spacing_mm=SPACING_MM, origin_mm=(-38.4, -38.4, 0.0), source="synthetic-test"
-    )
-
-
-class HuThresholdNet:
-    """A one-convolution 'model' whose logit is positive above 70 HU: it finds the bright blob."""
-
-    def __new__(cls, oom_when=None):
-        import torch
-
-        class Net(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.conv = torch.nn.Conv2d(1, 1, 1)
-                with torch.no_grad():
-                    self.conv.weight.fill_(200.0)
-                    self.conv.bias.fill_(-200.0 * (70 + 1000) / 1400)
-                self.calls = []
-                self.on_gpu = False
-
-            def forward(self, x):
-                self.calls.append(x.shape[0])
-                if oom_when is not None and oom_when(self, x):
-                    raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-                return self.conv(x)
-
-        return Net()
-
-
-def tiny_model(**kw):
-    return (HuThresholdNet(**kw), get_spec("student"))
+from napari_lungkd.progress import Progress, run_to_end
 
 
 @pytest.fixture(scope="module")
@@ -79,28 +33,17 @@ def test_segment_finds_the_blob_with_geometry_and_provenance(ct):
     assert 6.0 <= nod.diameter_mm <= 9.0  # an 8 mm sphere drawn on 0.8 mm pixels
     assert nod.max_probability > 0.99 and nod.mean_hu == pytest.approx(120)
     p = seg.provenance
-    assert (
-        p["device"] == "cpu"
-        and p["threshold"] == 0.5
-        and p["weights_sha256"] == "random-init (testing)"
-    )
-    assert p["package_version"] and p["spec"]["encoder"] == "resnet18"
+    assert isinstance(p, Provenance) and isinstance(seg.timings, Timings)
+    assert p.device == "cpu" and p.threshold == 0.5 and p.weights_sha256 == "random-init (testing)"
+    assert p.package_version and p.spec["encoder"] == "resnet18"
+    assert p.trained_on is None  # a module given in memory says nothing about its training
     for key in ("load", "preprocess", "model", "postprocess", "slices_per_s"):
-        assert key in seg.timings
-    assert seg.timings["slices"] == 6
-
-
-def test_every_available_device_and_refusal_of_a_missing_one(ct):
-    from napari_lungkd.inference.torch_runner import available_devices
-
-    for device in available_devices():
-        seg = segment(ct, tiny_model(), device=device)
-        assert seg.provenance["device"].startswith(device.split(":")[0])
-        assert seg.mask.sum() == (ct.hu == 120).sum()
-    for missing in ("cuda", "mps"):
-        if missing not in available_devices():
-            with pytest.raises(ModelError, match=f"Device '{missing}' is not available"):
-                segment(ct, tiny_model(), device=missing)
+        assert key in seg.timings.to_dict()
+    assert seg.timings.slices == 6
+    # both records are plain JSON, warnings as a list
+    doc = json.loads(json.dumps({"t": seg.timings.to_dict(), "p": p.to_dict()}))
+    assert doc["p"]["model"] == "student" and doc["p"]["warnings"] == []
+    assert doc["t"]["slices"] == 6
 
 
 def test_progress_per_batch_and_cancel_mid_volume(ct):
@@ -108,7 +51,8 @@ def test_progress_per_batch_and_cancel_mid_volume(ct):
 
     threads_before = torch.get_num_threads()
     net, spec = tiny_model()
-    gen = iter_segment(ct, (net, spec), device="cpu", batch_size=1, num_threads=1)
+    segmenter = Segmenter((net, spec), device="cpu", batch_size=1, num_threads=1)
+    gen = segmenter.iter_segment(ct)
     seen = []
     for p in gen:
         assert isinstance(p, Progress)
@@ -123,7 +67,8 @@ def test_progress_per_batch_and_cancel_mid_volume(ct):
     assert any(p.stage == "preprocess" for p in seen)
     assert "slices/s" in seen[-1].detail
 
-    stages = [p.stage for p in iter_segment(ct, tiny_model(), device="cpu", batch_size=2)]
+    segmenter = Segmenter(tiny_model(), device="cpu", batch_size=2)
+    stages = [p.stage for p in segmenter.iter_segment(ct)]
     assert stages.count("model") == 1 + 3  # a start record and one per batch of 2 of 6 slices
     assert stages[-1] == "post-process"
 
@@ -132,36 +77,8 @@ def test_out_of_memory_halves_the_batch(ct):
     net, spec = tiny_model(oom_when=lambda self, x: x.shape[0] > 2)
     seg = segment(ct, (net, spec), device="cpu", batch_size=8)
     assert seg.mask.sum() == (ct.hu == 120).sum()
-    assert seg.provenance["batch_size"] == 2
-    assert any("halved" in w for w in seg.provenance["warnings"])
-
-
-def test_out_of_memory_on_gpu_falls_back_to_cpu(ct, monkeypatch):
-    """A stand-in GPU: device moves are no-ops, the model raises OOM until moved to the CPU."""
-    import contextlib
-
-    import torch
-
-    from napari_lungkd.inference import torch_runner as predictor
-
-    net, spec = tiny_model(oom_when=lambda self, x: self.on_gpu)
-    monkeypatch.setattr(predictor, "resolve_device", lambda device: torch.device("cuda"))
-
-    def fake_move(self, device):
-        self.loaded.module.on_gpu = torch.device(device).type == "cuda"
-
-    monkeypatch.setattr(predictor.BatchRunner, "_move_module", fake_move)
-    monkeypatch.setattr(
-        predictor.BatchRunner, "_place", lambda self, x: torch.from_numpy(np.ascontiguousarray(x))
-    )
-    monkeypatch.setattr(predictor.BatchRunner, "autocast", lambda self: contextlib.nullcontext())
-    monkeypatch.setattr(predictor.BatchRunner, "_free", lambda self: None)
-    monkeypatch.setattr(predictor.BatchRunner, "precision", property(lambda self: "test"))
-    seg = segment(ct, (net, spec), device="cuda", batch_size=4)
-    assert seg.provenance["device"] == "cpu"
-    warnings = " ".join(seg.provenance["warnings"])
-    assert "halved to 1" in warnings and "fell back to the CPU" in warnings
-    assert seg.mask.sum() == (ct.hu == 120).sum()
+    assert seg.provenance.batch_size == 2
+    assert any("halved" in w for w in seg.provenance.warnings)
 
 
 def test_cpu_out_of_memory_at_batch_one_is_a_clear_error(ct):
@@ -172,11 +89,11 @@ def test_cpu_out_of_memory_at_batch_one_is_a_clear_error(ct):
 def test_prepared_input_is_reused_only_when_preprocessing_matches(ct):
     first = segment(ct, tiny_model(), device="cpu")
     second = segment(ct, tiny_model(), device="cpu", prepared=first.prepared)
-    assert second.provenance["prepared_reused"] is True and second.timings["preprocess"] == 0.0
+    assert second.provenance.prepared_reused is True and second.timings.preprocess == 0.0
     assert (second.mask == first.mask).all()
     other_spec = get_spec("student").with_(hu_window=(-1200.0, 600.0))
     third = segment(ct, (HuThresholdNet(), other_spec), device="cpu", prepared=first.prepared)
-    assert third.provenance["prepared_reused"] is False
+    assert third.provenance.prepared_reused is False
 
 
 def test_random_student_and_weights_file_provenance(ct, tmp_path, monkeypatch):
@@ -184,16 +101,27 @@ def test_random_student_and_weights_file_provenance(ct, tmp_path, monkeypatch):
     from napari_lungkd.models.weights import save_weights
 
     seg = segment(ct, "student", device="cpu", weights="random")
-    assert seg.provenance["weights_sha256"] == "random-init (testing)"
-    assert seg.provenance["n_parameters"] == 14_321_937
+    assert seg.provenance.weights_sha256 == "random-init (testing)"
+    assert seg.provenance.n_parameters == 14_321_937
     path = tmp_path / "s.safetensors"
+    split = {"reference": "consensus level 0.5 (pylidc)", "seed": 3}
+    split["patients"] = {"train": ["P1", "P2"], "val": ["P3"], "test": []}
     sha = save_weights(
-        path, build_model(get_spec("student")).state_dict(), get_spec("student"), {"metrics": {}}
+        path,
+        build_model(get_spec("student")).state_dict(),
+        get_spec("student"),
+        {"metrics": {}, "data_split": split, "training": {"teacher": "runs/t/best.pt"}},
     )
     seg2 = segment(ct, "student", device="cpu", weights=path)
-    assert seg2.provenance["weights_sha256"] == sha
+    assert seg2.provenance.weights_sha256 == sha
+    assert seg2.provenance.trained_on == {
+        "reference": "consensus level 0.5 (pylidc)",
+        "seed": 3,
+        "n_patients": {"train": 2, "val": 1, "test": 0},
+        "teacher": "runs/t/best.pt",
+    }
     monkeypatch.setenv("LUNGKD_WEIGHTS_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr("napari_lungkd.models.weights.BUNDLED_DIR", tmp_path / "no-bundle")  # none shipped
+    monkeypatch.setattr("napari_lungkd.models.weights.BUNDLED_DIR", tmp_path / "no-bundle")
     with pytest.raises(WeightsError, match="No weights for model 'student'"):
         segment(ct, "student", device="cpu")
 
@@ -206,58 +134,64 @@ def test_bad_volume_and_threshold_are_refused(ct):
         segment(ct, tiny_model(), device="cpu", threshold=1.0)
 
 
-def test_onnx_backend_agrees_with_eager_fp32(ct, tmp_path, monkeypatch):
-    pytest.importorskip("onnxruntime")
-    from napari_lungkd.inference.onnx_runner import agreement
-    from napari_lungkd.inference.torch_runner import load_model
+def test_settings_are_frozen_and_checked_when_made():
+    import dataclasses
 
-    monkeypatch.setenv("LUNGKD_CACHE_DIR", str(tmp_path))
-    loaded = load_model("student", "random")
-    eager = segment(ct, loaded, device="cpu")
-    fast = segment(ct, loaded, device="cpu", backend="onnx", prepared=eager.prepared)
-    assert fast.provenance["backend"] == "onnx"
-    assert agreement(eager.mask, fast.mask) >= 0.99
-    assert (
-        np.abs(eager.probability.astype(np.float32) - fast.probability.astype(np.float32)).max()
-        < 1e-2
-    )
-    assert list((tmp_path / "onnx").glob("student-resnet18-*.onnx"))  # cached for the next run
-    with pytest.raises(ModelError, match="Unknown backend"):
-        segment(ct, loaded, device="cpu", backend="tensorrt")
+    settings = RunSettings(device="cpu", threshold=0.3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.threshold = 0.4
+    assert settings.with_(batch_size=2).batch_size == 2 and settings.batch_size is None
+    with pytest.raises(ModelError, match="Unknown backend 'tensorrt'"):
+        RunSettings(backend="tensorrt")
+    with pytest.raises(ModelError, match="batch_size must be at least 1"):
+        RunSettings(batch_size=0)
+    with pytest.raises(ModelError, match="Unknown run setting 'treshold'"):
+        Segmenter(tiny_model(), treshold=0.3)
+    with pytest.raises(ModelError, match="Unknown model"):
+        Segmenter("no-such-model")
+    segmenter = Segmenter(tiny_model(), settings=settings, batch_size=3)
+    assert segmenter.settings == RunSettings(device="cpu", threshold=0.3, batch_size=3)
+    assert segmenter.name == "student" and segmenter.threshold == 0.3
 
 
-def test_onnx_backend_needs_no_torch_module_once_its_export_is_cached(ct, tmp_path, monkeypatch):
-    pytest.importorskip("onnxruntime")
-    import torch
-
-    from napari_lungkd.inference.torch_runner import load_model
+def test_one_segmenter_reads_and_hashes_the_weights_file_once(tmp_path, monkeypatch):
+    """Acceptance: two CTs through one Segmenter read, hash and build the weights once, and make
+    one runner; the second result reports no load time."""
+    import napari_lungkd.inference.segmenter as segmenter_module
+    import napari_lungkd.inference.torch_runner as torch_runner
+    import napari_lungkd.models.weights as weights
+    import napari_lungkd.models.weights_file as weights_file
     from napari_lungkd.models.specs import build_model
-    from napari_lungkd.models.weights import save_weights
+    from napari_lungkd.phantom import make_phantom
 
-    monkeypatch.setenv("LUNGKD_CACHE_DIR", str(tmp_path / "cache"))
     spec = get_spec("student")
-    torch.manual_seed(1)
-    state = build_model(spec).state_dict()
-    path = tmp_path / "s.safetensors"
-    sha = save_weights(path, state, spec, {"metrics": {}})
+    path = tmp_path / "student.safetensors"
+    sha = weights.save_weights(path, build_model(spec).state_dict(), spec, {"metrics": {}})
 
-    first = load_model("student", path, build=False)
-    assert not first.is_built
-    assert first.n_parameters == 14_321_937  # counted from the file's tensors, buffers left out
-    seg = segment(ct, first, device="cpu", backend="onnx")
-    assert first.is_built  # nothing cached yet: built (and checked strictly) to export
-    assert list((tmp_path / "cache" / "onnx").glob(f"student-resnet18-w{sha[:16]}-*.onnx"))
+    calls = {"file_sha256": 0, "load_weights": 0, "build_model": 0, "make_runner": 0}
 
-    again = load_model("student", path, build=False)
-    seg2 = segment(ct, again, device="cpu", backend="onnx")
-    assert not again.is_built  # the cached export was enough
-    assert np.array_equal(seg.mask, seg2.mask)
-    assert seg2.provenance["n_parameters"] == 14_321_937
-    assert seg2.provenance["weights_sha256"] == sha
+    def counting(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
 
-    # a file that does not fit the model is still refused, when the module is built to export it
-    state["segmentation_head.0.bias"] = torch.zeros(2)
-    bad = tmp_path / "bad.safetensors"
-    save_weights(bad, state, spec, {"metrics": {}})
-    with pytest.raises(WeightsError, match="does not fit the model"):
-        segment(ct, load_model("student", bad, build=False), device="cpu", backend="onnx")
+        return wrapper
+
+    monkeypatch.setattr(
+        weights_file, "file_sha256", counting("file_sha256", weights_file.file_sha256)
+    )
+    monkeypatch.setattr(weights, "load_weights", counting("load_weights", weights.load_weights))
+    monkeypatch.setattr(torch_runner, "build_model", counting("build_model", build_model))
+    monkeypatch.setattr(
+        segmenter_module, "make_runner", counting("make_runner", segmenter_module.make_runner)
+    )
+
+    segmenter = Segmenter("student", weights=path, device="cpu", num_threads=1)
+    assert calls["load_weights"] == 0  # nothing is read until the first CT (or load())
+    cts = [make_phantom(seed, size=64, n_slices=16).to_ct() for seed in (1, 2)]
+    first, second = (run_to_end(segmenter.iter_segment(ct)) for ct in cts)
+    assert calls == {"file_sha256": 1, "load_weights": 1, "build_model": 1, "make_runner": 1}
+    assert first.provenance.weights_sha256 == second.provenance.weights_sha256 == sha
+    assert segmenter.weights_sha256 == sha
+    assert first.timings.load > 0 and second.timings.load == 0.0
+    assert second.timings.backend_setup == 0.0

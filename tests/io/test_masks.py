@@ -101,3 +101,85 @@ def test_mask_on_lidc0001_overlays_the_series(tmp_path, lidc0001):
     assert image.GetDirection() == pytest.approx(reference.GetDirection(), abs=1e-6)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(reference), ct.hu)
     np.testing.assert_array_equal(read_mask(path, ct), mask)
+
+
+# ---- save_mask: the one save the CLI and the GUI share, with its provenance sidecar -------------
+class _Provenance:
+    """Stands in for inference's Provenance dataclass: an object with to_dict()."""
+
+    def to_dict(self) -> dict:
+        return {"model": "student", "weights_sha256": "ab" * 32, "threshold": 0.5, "device": "cpu"}
+
+
+def test_save_mask_writes_mask_and_sidecar_and_takes_provenance_objects(tmp_path):
+    import json
+
+    from napari_lungkd.io.masks import save_mask
+    from napari_lungkd.io.sidecar import SCHEMA
+
+    ct = _ct()
+    model = _mask(ct.shape, 1) > 0
+    edited = model.copy()
+    edited[0, 0, 0], edited[1, 1, 1] = True, False
+    files = save_mask(
+        tmp_path / "m.nii.gz", edited, ct, provenance=_Provenance(), model_mask=model, nrrd=True
+    )
+    assert set(files) == {"mask", "nrrd", "sidecar"}  # no DICOM-SEG: this CT is not DICOM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.nii.gz", "m.nrrd"]
+    doc = json.loads(files["sidecar"].read_text())
+    assert doc["schema"] == SCHEMA and doc["mask"] == {"mask": "m.nii.gz", "nrrd": "m.nrrd"}
+    assert doc["provenance"] == _Provenance().to_dict() and doc["model"] == "student"
+    assert doc["edits"]["voxels_added"] == int(not model[0, 0, 0])
+    assert doc["edits"]["voxels_removed"] == int(model[1, 1, 1])
+    assert doc["voxels"] == int(edited.sum()) and doc["ct"]["shape_zyx"] == list(ct.shape)
+    np.testing.assert_array_equal(read_mask(files["nrrd"], ct), edited.astype(np.uint8))
+    # labels=True keeps label values; the default saves nodule / not nodule
+    labels = _mask(ct.shape, 3)
+    save_mask(tmp_path / "l.nii.gz", labels, ct, labels=True)
+    np.testing.assert_array_equal(read_mask(tmp_path / "l.nii.gz", ct), labels)
+    save_mask(tmp_path / "b.nii.gz", labels, ct)
+    np.testing.assert_array_equal(read_mask(tmp_path / "b.nii.gz", ct), labels > 0)
+
+
+def test_save_mask_never_overwrites_without_asking_and_leaves_nothing_half_done(
+    tmp_path, monkeypatch
+):
+    from napari_lungkd.io import masks as masks_module
+    from napari_lungkd.io.masks import save_mask
+
+    ct = _ct()
+    (tmp_path / "m.json").write_text("{}")  # only the sidecar exists: still nothing is written
+    with pytest.raises(ExportError, match="m.json already exists"):
+        save_mask(tmp_path / "m.nii.gz", _mask(ct.shape), ct)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+    assert (tmp_path / "m.json").read_text() == "{}"
+    save_mask(tmp_path / "m.nii.gz", _mask(ct.shape), ct, overwrite=True)
+    assert (tmp_path / "m.json").read_text() != "{}"
+
+    def fail(*args, **kwargs):
+        raise ExportError("disk full")
+
+    monkeypatch.setattr("napari_lungkd.files.write_json", fail)
+    with pytest.raises(ExportError, match="disk full"):
+        save_mask(tmp_path / "n.nii.gz", _mask(ct.shape), ct, nrrd=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.nii.gz"]
+    assert masks_module.planned_paths(tmp_path / "n.nii.gz", ct)["sidecar"].name == "n.json"
+
+
+def test_unreadable_sidecar_provenance_gives_a_warning_not_a_silent_empty_dict(tmp_path):
+    from napari_lungkd.io.masks import save_mask
+    from napari_lungkd.io.sidecar import read_provenance
+
+    ct = _ct()
+    files = save_mask(tmp_path / "m.nii.gz", _mask(ct.shape), ct, provenance=_Provenance())
+    assert read_provenance(files["mask"]) == (_Provenance().to_dict(), None)
+    assert read_provenance(tmp_path / "other.nii.gz") == ({}, None)  # no sidecar: nothing to say
+    for text, words in (
+        ("{not json", "cannot be read as JSON"),
+        ("[1, 2]", "JSON list, not a sidecar object"),
+        ('{"provenance": "student"}', "provenance that is a JSON str"),
+        ('{"mask": {}}', "has no provenance"),
+    ):
+        files["sidecar"].write_text(text)
+        provenance, warning = read_provenance(files["mask"])
+        assert provenance == {} and words in warning and str(files["sidecar"]) in warning, text

@@ -56,7 +56,8 @@ def test_bundled_student_finds_the_sample_nodules(sample, monkeypatch, tmp_path)
     monkeypatch.setenv("LUNGKD_WEIGHTS_DIR", str(tmp_path))  # only the bundled files
     ct, truth = sample
     seg = segment(ct, "student", device="cpu")
-    assert seg.provenance["weights_sha256"] == REGISTRY["student"]["sha256"]
+    assert seg.provenance.weights_sha256 == REGISTRY["student"]["sha256"]
+    assert seg.provenance.trained_on["reference"].startswith("consensus")  # from the file's header
     assert dice(seg.mask > 0, truth) > MIN_SAMPLE_DICE["student"]
 
 

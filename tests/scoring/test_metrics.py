@@ -143,3 +143,21 @@ def test_reader_vs_reader_dice():
     assert agree.pairs[(0, 2)] == 0.0 and agree.pairs[(1, 2)] == 0.0
     assert agree.mean == pytest.approx(0.25)
     assert reader_vs_reader_dice([r3, r3]).pairs == {}  # both empty: no information
+
+
+def test_dice_from_counts_is_the_dice_of_the_pooled_masks():
+    """Pooled (global) Dice over several scans, from counts, is the Dice of the masks laid side by
+    side; it is what training's validation and src_training's results table report."""
+    from napari_lungkd.scoring.metrics import dice_from_counts
+
+    rng = np.random.default_rng(0)
+    pairs = [(rng.random((3, 5, 7)) > 0.6, rng.random((3, 5, 7)) > 0.7) for _ in range(4)]
+    pairs.append((np.zeros((3, 5, 7), bool), np.zeros((3, 5, 7), bool)))
+    counts = np.sum([[(a & b).sum(), a.sum(), b.sum()] for a, b in pairs], axis=0)
+    side_by_side = dice(
+        np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
+    )
+    assert dice_from_counts(*counts) == pytest.approx(side_by_side)
+    for a, b in pairs:
+        assert dice_from_counts((a & b).sum(), a.sum(), b.sum()) == dice(a, b)
+    assert dice_from_counts(0, 0, 0) == 1.0 and dice_from_counts(0, 3, 0) == 0.0

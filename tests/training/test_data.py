@@ -1,4 +1,4 @@
-"""src_training: config, split and leakage guard, slice datasets (on a small synthetic cache)."""
+"""src_training: split and leakage guard, slice datasets (on a small synthetic cache)."""
 
 from __future__ import annotations
 
@@ -9,44 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from training_cache import write_cache  # noqa: E402
+
 from napari_lungkd.errors import TrainingError  # noqa: E402
-from napari_lungkd.files import write_json  # noqa: E402
 from napari_lungkd.models.specs import get_spec  # noqa: E402
 from src_training import data as D  # noqa: E402
-from src_training.config import load_config, model_spec  # noqa: E402
 from src_training.prepare import check_no_leakage, make_split, read_split  # noqa: E402
-
-
-def write_cache(root, n_cases=4, size=48, n_slices=10, seed=0):
-    """A cache in prepare's format: lung-like noise with one bright sphere per case."""
-    rng = np.random.default_rng(seed)
-    by_patient = {}
-    for c in range(n_cases):
-        hu = rng.normal(-850, 30, (n_slices, size, size)).astype(np.int16)
-        zz, yy, xx = np.mgrid[:n_slices, :size, :size]
-        cz, cy, cx = 5, int(rng.integers(12, size - 12)), int(rng.integers(12, size - 12))
-        labels = (((zz - cz) * 2.5) ** 2 + (yy - cy) ** 2 + (xx - cx) ** 2 < 25).astype(np.int16)
-        hu[labels > 0] = 40
-        case_id = f"P{c}_s"
-        folder = root / case_id
-        folder.mkdir(parents=True)
-        np.save(folder / "hu.npy", hu)
-        np.save(folder / "mask.npy", (labels > 0).astype(np.uint8))
-        np.save(folder / "labels.npy", labels)
-        per = labels.reshape(n_slices, -1).any(1)
-        write_json(
-            folder / "case.json",
-            {
-                "case_id": case_id,
-                "patient_id": f"P{c}",
-                "spacing_mm": [2.5, 1.0, 1.0],
-                "positive_slices": np.flatnonzero(per).tolist(),
-                "negative_slices": np.flatnonzero(~per).tolist(),
-            },
-        )
-        by_patient[f"P{c}"] = [case_id]
-    write_json(root / "split.json", make_split(by_patient, seed=0))
-    return root
 
 
 @pytest.fixture
@@ -80,26 +48,6 @@ def test_leakage_guard_refuses_training_patient(cache):
         check_no_leakage({"case1": train_patient}, split["patients"]["train"])
     with pytest.raises(TrainingError, match="does not exist"):
         read_split(cache / "nope.json")
-
-
-def test_config_defaults_overrides_and_errors(tmp_path):
-    cfg = load_config(
-        "src_training/configs/student_kd.yaml",
-        ["optim.epochs=3", "teacher=null", "data.crop_size=96"],
-    )
-    assert cfg["optim"]["epochs"] == 3 and cfg["teacher"] is None and cfg["data"]["crop_size"] == 96
-    assert cfg["distill"]["response"] == 0.5 and cfg["split"].endswith("split.json")
-    assert model_spec(cfg).encoder == "resnet18"
-    assert model_spec(load_config("src_training/configs/teacher.yaml")).encoder == "resnet152"
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("optim: {epochz: 3}\n")
-    with pytest.raises(TrainingError, match="epochz"):
-        load_config(bad)
-    with pytest.raises(TrainingError, match="unknown key"):
-        load_config(None, ["data.nope=1"])
-    off = tmp_path / "off.yaml"
-    off.write_text("augment: null\n")
-    assert load_config(off)["augment"] is None
 
 
 def test_epoch_plan_oversamples_nodule_slices_and_is_seeded(cache):

@@ -68,13 +68,13 @@ def show_result(widget) -> None:
     table = widget.nodule_table
     if table.rowCount():
         table.jump_to(0)  # centre slice, camera on the nodule
-        masks = [seg.mask for seg in widget.results.values()]
+        masks = [seg.mask for seg in widget.session.results.values()]
         z = largest_section_z(table.nodules[0], *masks)
         dims = widget.viewer.dims
         point = list(dims.point)
         point[-3] = float(table.translate[-3]) + z * float(table.scale[-3])
         dims.point = point
-    if "teacher" in widget.results and "student" in widget.results:
+    if "teacher" in widget.session.results and "student" in widget.session.results:
         panel = widget.compare_panel
         panel.grid_check.setChecked(True)  # set_grid re-frames the nodule for the grid cell
         widget.tabs.setCurrentWidget(panel)

@@ -1,8 +1,9 @@
 """Save and Load mask for the dock widget (the Save tab).
 
 Save writes the active mask layer (the user's corrected mask) through
-:func:`napari_lungkd._napari.writer.save_mask_files`; when any target file exists the user is asked
-before anything is overwritten. Load reads a NIfTI / NRRD (via :func:`napari_lungkd.io.masks.read_mask`,
+:func:`napari_lungkd._napari.writer.save_layer`, i.e. :func:`napari_lungkd.io.masks.save_mask` as
+the CLI does; when any target file exists the user is asked before anything is overwritten. Load
+reads a NIfTI / NRRD (via :func:`napari_lungkd.io.masks.read_mask`,
 which refuses a mask of another geometry) or a DICOM-SEG back onto the chosen CT as a Labels layer.
 """
 
@@ -12,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from napari.layers import Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from napari_lungkd._napari import result_layers as rl
-from napari_lungkd._napari._qt.workers import describe_error
+from napari_lungkd._napari._qt.workers import report_error
 
 FILTER = "Masks (*.nii.gz *.nii *.nrrd *.dcm);;All files (*)"
 
@@ -55,7 +56,8 @@ class MaskFlow:
         return answer == QMessageBox.Yes
 
     def save(self, path: str | Path | None = None) -> dict | None:
-        from napari_lungkd._napari.writer import planned_paths, save_mask_files
+        from napari_lungkd._napari.writer import save_layer
+        from napari_lungkd.io.masks import planned_paths
 
         layer = self.mask_layer()
         status = self.w.save_panel.status
@@ -82,19 +84,11 @@ class MaskFlow:
             if existing and not self.confirm_overwrite(existing):
                 status.setText("not saved: the existing files were kept")
                 return None
-            written = save_mask_files(
-                path,
-                np.asarray(layer.data),
-                ct,
-                model_mask=layer.metadata.get("lungkd_model_mask"),
-                provenance=layer.metadata.get("lungkd_provenance"),
-                nrrd=nrrd,
-                dicom_seg=seg,
-                overwrite=bool(existing),
+            written = save_layer(
+                path, layer.data, layer.metadata, nrrd=nrrd, dicom_seg=seg, overwrite=bool(existing)
             )
-        except Exception as exc:  # noqa: BLE001 - one sentence in the viewer, never a traceback
-            show_error(describe_error(exc))
-            status.setText(f"not saved: {describe_error(exc)}")
+        except Exception as exc:  # noqa: BLE001 - one sentence in the viewer, traceback in the log
+            status.setText(f"not saved: {report_error(exc, 'saving the mask')}")
             return None
         status.setText("saved: " + ", ".join(p.name for p in written.values()))
         show_info(f"Saved {layer.name} to {written['mask']}")
@@ -103,6 +97,7 @@ class MaskFlow:
     def load(self, path: str | Path | None = None):
         """Load a saved mask onto the chosen CT as an editable Labels layer; returns the layer."""
         from napari_lungkd.io.masks import read_mask
+        from napari_lungkd.io.sidecar import read_provenance
 
         w = self.w
         ct_layer, ct = w.ct_layer(), w.ct()
@@ -123,12 +118,14 @@ class MaskFlow:
                 data = read_dicom_seg(path, ct)
             else:
                 data = read_mask(path, ct)
-        except Exception as exc:  # noqa: BLE001
-            show_error(describe_error(exc))
+        except Exception as exc:  # noqa: BLE001 - one sentence in the viewer, traceback in the log
+            report_error(exc, f"loading {path.name}")
             return None
         data = (np.asarray(data) > 0).astype(np.uint8)
         name = f"loaded {path.name}"
-        provenance = _sidecar_provenance(path)
+        provenance, warning = read_provenance(path)
+        if warning:
+            show_warning(warning)
         layer = w.viewer.add_labels(
             data,
             name=name,
@@ -145,18 +142,3 @@ class MaskFlow:
         )
         w.save_panel.status.setText(f"loaded {path.name}: {int(data.sum())} voxels")
         return layer
-
-
-def _sidecar_provenance(path: Path) -> dict:
-    import json
-
-    name = path.name
-    for suffix in (".seg.dcm", ".nii.gz", ".nii", ".nrrd", ".dcm"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    sidecar = path.with_name(f"{name}.json")
-    try:
-        return dict(json.loads(sidecar.read_text()).get("provenance") or {})
-    except (OSError, ValueError, AttributeError):
-        return {}

@@ -5,9 +5,10 @@ returns its result. :func:`start_job` drives it with :func:`napari.qt.threading.
 each yielded Progress reaches ``on_progress`` in the GUI thread, the returned value reaches
 ``on_done``. :meth:`Job.cancel` calls ``worker.quit()`` (the worker stops before the next step) and,
 once the worker has stopped, *closes* the core generator, so its ``finally`` blocks run and no
-half result is delivered. A :class:`~napari_lungkd.errors.LungKDError` becomes a napari
-notification (one sentence, no traceback dialog); anything else is shown as an error too, with its
-type (its traceback goes to the log), and is never re-raised into the event loop.
+half result is delivered. Errors are reported here, where the job runs (building the model
+included: nothing runs before the worker drives the generator): :func:`report_error` shows one
+sentence (a :class:`~napari_lungkd.errors.LungKDError`'s own, else the type and message) and writes
+the traceback to the ``napari_lungkd`` log; nothing is re-raised into the event loop.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from napari.utils.notifications import show_error
 
 from napari_lungkd.errors import LungKDError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("napari_lungkd")
 
 
 class JobFailed:
@@ -40,9 +41,7 @@ def _drive(job: Generator) -> Generator:
     """Re-yield ``job``'s progress and return its result (the worker's generator function)."""
     try:
         result = yield from job
-    except Exception as exc:  # noqa: BLE001 - handed to the GUI thread as a value
-        if not isinstance(exc, LungKDError):  # a bug, not bad input: keep the traceback in the log
-            logger.error("napari-lungkd job failed", exc_info=exc)
+    except Exception as exc:  # noqa: BLE001 - handed to the GUI thread as a value (with its traceback)
         return JobFailed(exc)
     return result
 
@@ -52,6 +51,18 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, LungKDError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def report_error(exc: BaseException, doing: str = "napari-lungkd") -> str:
+    """Show ``exc`` as one sentence and log its traceback (logger ``napari_lungkd``); the sentence.
+
+    Bad input (a LungKDError) is logged at INFO, so no traceback reaches the terminal; anything
+    else is a bug and is logged as an ERROR."""
+    message = describe_error(exc)
+    level = logging.INFO if isinstance(exc, LungKDError) else logging.ERROR
+    logger.log(level, "%s failed: %s", doing, message, exc_info=exc)
+    show_error(message)
+    return message
 
 
 class Job:
@@ -111,8 +122,7 @@ class Job:
 
     def _report(self, exc: BaseException) -> None:
         self.state = "failed"
-        self.error = describe_error(exc)
-        show_error(self.error)
+        self.error = report_error(exc, "napari-lungkd job")
         if self._on_error is not None:
             self._on_error(self.error)
 

@@ -26,6 +26,7 @@ from napari_lungkd.io.dicom.tags import (
     QuickHeader,
     quick_header,
 )
+from napari_lungkd.io.sniff import looks_like_dicom_head
 
 _DEFER_BYTES = 4096  # values larger than this (the pixels) stay on disk until they are needed
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
@@ -129,10 +130,7 @@ def looks_like_dicom(path: Path) -> bool:
             head = fh.read(132)
     except OSError as exc:
         raise NotCtImage("broken", f"cannot be opened ({exc.strerror or exc})") from exc
-    if len(head) == 132 and head[128:132] == b"DICM":
-        return True
-    # no preamble: the first tag's group is 0x0002 or 0x0008 (either byte order)
-    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+    return looks_like_dicom_head(head)
 
 
 def read_dataset(path: Path) -> Dataset:

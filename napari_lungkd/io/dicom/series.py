@@ -24,8 +24,8 @@ from napari_lungkd.io.dicom.header import DicomImage, NotCtImage, read_image_hea
 from napari_lungkd.io.dicom.majority import drop_minority
 from napari_lungkd.io.dicom.pixels import AIR_HU, read_volume
 from napari_lungkd.io.orientation import to_identity
+from napari_lungkd.io.sniff import DICOM_SUFFIXES
 
-_DICOM_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima"}
 _MAX_NAMED = 5  # skipped files named one by one in the warnings; the rest are counted
 _HEADER_FIELDS = {
     "patient_id": "PatientID",
@@ -57,7 +57,7 @@ def load_dicom_folder(folder: Path, series_uid: str | None = None) -> CtVolume:
         try:
             images.append(read_image_header(path))
         except NotCtImage as exc:
-            if exc.kind == "not_dicom" and path.suffix.lower() in _DICOM_SUFFIXES:
+            if exc.kind == "not_dicom" and path.name.lower().endswith(DICOM_SUFFIXES):
                 exc = NotCtImage("broken", "is named like a DICOM file but is not one")
             refused.append((path, exc))
     if not images:
@@ -100,7 +100,7 @@ def load_dicom_file(path: Path, series_uid: str | None = None) -> CtVolume:
     try:
         image = read_image_header(path)
     except NotCtImage as exc:
-        if exc.kind == "not_dicom" and path.suffix.lower() in _DICOM_SUFFIXES:
+        if exc.kind == "not_dicom" and path.name.lower().endswith(DICOM_SUFFIXES):
             raise CtLoadError(
                 f"{path} is named like a DICOM file but is not one (no DICM marker, and it does "
                 "not start with DICOM tags)."

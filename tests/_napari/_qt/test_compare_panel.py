@@ -19,13 +19,27 @@ from napari_lungkd.scoring.comparison import (
 
 
 def _seg(mask, total_s, slices_per_s, n_params):
+    from napari_lungkd.inference import Timings
+
     mask = np.asarray(mask, dtype=np.uint8)
+    n = mask.shape[0]
     return SimpleNamespace(
         mask=mask,
         probability=mask.astype(np.float16),
         nodules=[],
-        timings={"total": total_s, "slices": mask.shape[0], "slices_per_s": slices_per_s},
-        provenance={"model": "x", "n_parameters": n_params, "device": "cpu"},
+        timings=Timings(
+            load=0.0,
+            backend_setup=0.0,
+            lung_region=0.0,
+            preprocess=0.0,
+            model=n / slices_per_s,
+            postprocess=0.0,
+            total=total_s,
+            slices=n,
+            slices_per_s=slices_per_s,
+            ms_per_slice=1000.0 / slices_per_s,
+        ),
+        provenance=SimpleNamespace(model="x", n_parameters=n_params, device="cpu"),
     )
 
 
@@ -45,12 +59,13 @@ def test_speed_and_agreement_numbers():
         {"student": _seg(s, 2.0, 50.0, 14_321_000), "teacher": _seg(t, 7.0, 12.5, 67_150_000)}
     )
     assert comp.dice_between == pytest.approx(2 * 16 / 64)
-    assert comp.speedup == pytest.approx(3.5)
+    # model seconds per slice: 1/12.5 vs 1/50 (not the whole-CT seconds 7.0 vs 2.0)
+    assert comp.speedup == pytest.approx(4.0)
     student, teacher = comp.models
     assert (student.n_params, teacher.n_params) == (14_321_000, 67_150_000)
     assert (student.seconds, teacher.slices_per_s) == (2.0, 12.5)
     rows = {(r["quantity"], r["model"]): r["value"] for r in comp.rows()}
-    assert rows[("speed-up", "student vs teacher")] == 3.5
+    assert rows[("speed-up", "student vs teacher")] == 4.0
     assert rows[("Dice", "student vs teacher")] == 0.5
     assert comp.human_ceiling is None and not comp.dice_vs_consensus
 

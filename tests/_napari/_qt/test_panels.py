@@ -45,6 +45,43 @@ def test_ct_chooser_follows_the_layer_list_and_window_presets_apply(small):
     assert combo.count() == 0 and widget.ct() is None
 
 
+def test_closing_the_widget_disconnects_its_viewer_hooks(small, monkeypatch):
+    from napari.layers import Layer
+
+    from napari_lungkd._napari._qt.widget import LungNodulesWidget
+    from napari_lungkd._napari.layers import ct_layer_data
+    from napari_lungkd.phantom import make_phantom
+
+    viewer, widget, layer, ct, _ = small
+    combo = widget.segment_panel.ct_combo
+    calls = []
+    # napari calls a connected method by its name at emit time: count every handler's calls
+    for name in ("_refresh_ct_choices", "_ct_changed", "apply_window"):
+        real = getattr(LungNodulesWidget, name)
+
+        def counting(self, *args, real=real, name=name):
+            calls.append(name)
+            return real(self, *args)
+
+        monkeypatch.setattr(LungNodulesWidget, name, counting)
+    extra = viewer.add_image(np.zeros((4, 4)), name="not a CT")
+    assert "_refresh_ct_choices" in calls  # connected while open
+    emitters = (viewer.layers.events.inserted, viewer.layers.events.removed)
+    assert any(cb[0]() is widget for e in emitters for cb in e.callbacks if isinstance(cb, tuple))
+
+    widget.close()
+    calls.clear()
+    other = make_phantom(4, size=48, n_slices=8).to_ct()
+    viewer.add_layer(Layer.create(*ct_layer_data(other)))
+    viewer.layers.remove(extra)
+    viewer.layers.remove(layer)
+    assert calls == []  # none of its handlers ran
+    assert not any(
+        cb[0]() is widget for e in emitters for cb in e.callbacks if isinstance(cb, tuple)
+    )
+    assert combo.count() == 1 and widget.session.ct is ct  # the widget no longer follows
+
+
 def test_devices_offered_are_those_torch_has():
     import torch
 

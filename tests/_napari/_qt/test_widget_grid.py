@@ -42,11 +42,13 @@ def test_grid_comparison_frames_the_nodule_in_each_cell(setup, teacher, qtbot, a
     from napari_lungkd._napari._qt.demo_viewer import show_result
 
     viewer, widget, ct_layer, ct = setup
-    widget.weights["teacher"] = teacher
+    widget.session.weights["teacher"] = teacher
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         widget.compare_panel.teacher_check.setChecked(True)  # the student, then the teacher
-        qtbot.waitUntil(lambda: "teacher" in widget.results and widget.job is None, timeout=300_000)
+        qtbot.waitUntil(
+            lambda: "teacher" in widget.session.results and widget.job is None, timeout=300_000
+        )
         table = widget.nodule_table
         assert table.rowCount() >= 1
         nodule = table.nodules[0]  # the largest
@@ -66,10 +68,11 @@ def test_grid_comparison_frames_the_nodule_in_each_cell(setup, teacher, qtbot, a
 
         show_result(widget)  # what `lungkd demo --teacher` ends on: the largest nodule, in the grid
         assert grid.enabled and widget.tabs.currentWidget() is widget.compare_panel
-        best_z = largest_section_z(nodule, *(seg.mask for seg in widget.results.values()))
+        best_z = largest_section_z(nodule, *(seg.mask for seg in widget.session.results.values()))
         assert viewer.dims.current_step[-3] == best_z  # the slice that shows the nodule best
         _assert_framed_on(viewer, nodule, ct_layer, "demo, grid on")
-        qtbot.wait(200)  # let napari lay the cells out before the grab
+        # both cells' layers sliced before the grab
+        qtbot.waitUntil(lambda: all(layer.loaded for layer in viewer.layers), timeout=10_000)
         viewer.screenshot(str(artifacts / "widget_grid_framed.png"), canvas_only=False)
 
         widget.compare_panel.grid_check.setChecked(False)

@@ -117,9 +117,31 @@ def test_unsigned_pixels_and_fractional_rescale_give_float32(tmp_path):
 
 
 def test_int16_overflow_falls_back_to_float32(tmp_path):
-    write_series(tmp_path, 2, intercept=-40000.0, signed=False)  # stored 40000.. -> HU 0..
+    # an integral rescale whose HU do not fit int16: stored 40000.. (unsigned) -> HU 40000..
+    series_uid, study_uid = generate_uid(), generate_uid()
+    hu = np.stack([expected_hu(k, 6, 7).astype(np.int32) + 40000 for k in range(2)])
+    for k in range(2):
+        make_slice(
+            tmp_path / f"{k}.dcm",
+            hu=hu[k],
+            ipp=(-100.0, -120.0, -50.0 + 2.5 * k),
+            series_uid=series_uid,
+            study_uid=study_uid,
+            intercept=0.0,
+            signed=False,
+        )
     ct = load_ct(tmp_path)
-    np.testing.assert_array_equal(ct.hu, np.stack([expected_hu(k, 6, 7) for k in range(2)]))
+    assert ct.hu.dtype == np.float32
+    np.testing.assert_array_equal(ct.hu, hu.astype(np.float32))
+
+
+def test_non_integral_intercept_falls_back_to_float32(tmp_path):
+    write_series(tmp_path, 3, intercept=-1024.5)  # HU = stored - 1024.5: never an integer
+    ct = load_ct(tmp_path)
+    assert ct.hu.dtype == np.float32
+    stored = np.round(np.stack([expected_hu(k, 6, 7) for k in range(3)]) + 1024.5)
+    np.testing.assert_array_equal(ct.hu, (stored - 1024.5).astype(np.float32))
+    assert np.all(ct.hu % 1 == 0.5)
 
 
 def test_compressed_series_decodes_through_pydicom_with_threads(tmp_path):
