@@ -1,0 +1,230 @@
+"""Candidate tables for the false-positive classifier: run the U-Net, find candidates, label them.
+
+One table per case (a seeded phantom or a real chest of ``$LUNGKD_REALDATA``), cached as
+``<cache>/<model>/<case>.npz`` so that an interrupted run resumes where it stopped and a new
+classifier is trained and scored without running the U-Net again. Each candidate row holds its
+features (:data:`~napari_lungkd.inference.candidate_features.FEATURE_NAMES`), the reference it
+hits (``-1``: none) and whether it lies on an irrelevant region; rows on neither are false
+positives. Training labels: hit = 1, false positive = 0, irrelevant = left out.
+
+    python -m src_training.fp_data --phantoms 0-23 --real all --cache data/fp_cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_lungkd.inference.candidate_features import FEATURE_NAMES
+
+PHANTOM_SEED_BASE = 5000
+"""Phantom seeds for classifier cases start here, away from the U-Net's training seeds."""
+
+
+@dataclass(frozen=True, eq=False)
+class CaseTable:
+    name: str
+    patient: str
+    kind: str  # "phantom" | "real"
+    trainable: bool
+    features: np.ndarray  # (n, F) float64
+    ref_hit: np.ndarray  # (n,) int: index of the reference hit, -1 none
+    ignored: np.ndarray  # (n,) bool: on an irrelevant region (and on no reference)
+    n_references: int
+    seconds: dict
+
+    @property
+    def y(self) -> np.ndarray:
+        """1 hit, 0 false positive, -1 left out."""
+        return np.where(self.ref_hit >= 0, 1, np.where(self.ignored, -1, 0))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(
+            tmp,
+            features=self.features,
+            ref_hit=self.ref_hit,
+            ignored=self.ignored,
+            meta=np.array(
+                [
+                    self.name,
+                    self.patient,
+                    self.kind,
+                    str(int(self.trainable)),
+                    str(self.n_references),
+                ]
+            ),
+            feature_names=np.array(FEATURE_NAMES),
+            seconds=np.array([self.seconds.get(k, 0.0) for k in ("model", "candidates")]),
+        )
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> CaseTable:
+        with np.load(path) as z:
+            if tuple(z["feature_names"]) != FEATURE_NAMES:
+                raise ValueError(f"{path} holds other features than this version computes")
+            name, patient, kind, trainable, n_refs = (str(v) for v in z["meta"])
+            sec = z["seconds"]
+            return cls(
+                name,
+                patient,
+                kind,
+                trainable == "1",
+                z["features"],
+                z["ref_hit"],
+                z["ignored"].astype(bool),
+                int(n_refs),
+                {"model": float(sec[0]), "candidates": float(sec[1])},
+            )
+
+
+def _outcomes(case, n: int):
+    from napari_lungkd.scoring.hits import candidate_outcomes
+
+    hits, on_irr = candidate_outcomes(case)
+    ref_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), -1) if hits.size else np.full(n, -1)
+    ignored = on_irr & (ref_hit < 0)
+    return ref_hit.astype(np.int32), ignored.astype(bool)
+
+
+def _candidates(segmenter, ct):
+    from napari_lungkd.inference.candidates import find_candidates
+    from napari_lungkd.progress import run_to_end
+    from napari_lungkd.scoring.hits import ScoredCandidate
+
+    t0 = time.perf_counter()
+    seg = run_to_end(segmenter.iter_segment(ct))
+    t1 = time.perf_counter()
+    cands = find_candidates(seg.probability, ct.hu, ct.spacing_mm)
+    t2 = time.perf_counter()
+    scored = tuple(
+        ScoredCandidate(c.centroid_zyx, c.features["prob_max"], c.label) for c in cands.items
+    )
+    return cands, scored, {"model": t1 - t0, "candidates": t2 - t1}
+
+
+def phantom_table(segmenter, seed: int, size: int = 512) -> CaseTable:
+    from napari_lungkd.phantom import make_phantom
+    from napari_lungkd.scoring.hits import Reference, ScanCase
+
+    n_slices = 80 + (seed % 5) * 20  # 80-160 slices: slice spacing about 4 to 2 mm
+    p = make_phantom(seed, size=size, n_slices=n_slices, n_nodules=3 + seed % 4)  # 3-6 nodules
+    ct = p.to_ct()
+    cands, scored, sec = _candidates(segmenter, ct)
+    refs = tuple(
+        Reference(n.centre_zyx, n.diameter_mm, label=n.label, name=f"nodule {n.label}")
+        for n in p.nodules
+    )
+    case = ScanCase(tuple(ct.spacing_mm), scored, refs, (), cands.labels, p.labels)
+    ref_hit, ignored = _outcomes(case, len(scored))
+    return CaseTable(
+        f"phantom-{seed}",
+        f"phantom-{seed}",
+        "phantom",
+        True,
+        cands.matrix(),
+        ref_hit,
+        ignored,
+        len(refs),
+        sec,
+    )
+
+
+def real_table(segmenter, chest) -> CaseTable:
+    from napari_lungkd.io import load_ct
+    from src_training.real_chests import UNMARKED_MASS_MM, truth_case
+
+    ct = load_ct(chest.path())
+    cands, scored, sec = _candidates(segmenter, ct)
+    case = truth_case(chest, ct, scored, cands.labels)
+    ref_hit, ignored = _outcomes(case, len(scored))
+    x = cands.matrix()
+    if chest.marks == "unmarked" and len(x):
+        big = x[:, FEATURE_NAMES.index("equivalent_diameter_mm")] > UNMARKED_MASS_MM
+        ignored = ignored | (big & (ref_hit < 0))
+    return CaseTable(
+        chest.name,
+        chest.patient,
+        "real",
+        chest.trainable,
+        x,
+        ref_hit,
+        ignored,
+        len(case.references),
+        sec,
+    )
+
+
+def collect(
+    model: str, phantom_seeds, chests, cache: Path, device: str = "cpu", log=print
+) -> list[CaseTable]:
+    """Tables of every case, from the cache where present (resumable)."""
+    from napari_lungkd.inference import Segmenter
+
+    segmenter = None
+    out = []
+    jobs = [("phantom", s) for s in phantom_seeds] + [("real", c) for c in chests]
+    for kind, item in jobs:
+        name = f"phantom-{item}" if kind == "phantom" else item.name
+        path = cache / model / f"{name}.npz"
+        if path.exists():
+            out.append(CaseTable.load(path))
+            continue
+        if segmenter is None:
+            segmenter = Segmenter(model, device=device)
+        t0 = time.perf_counter()
+        table = phantom_table(segmenter, item) if kind == "phantom" else real_table(segmenter, item)
+        table.save(path)
+        y = table.y
+        log(
+            f"{name}: {len(y)} candidates, {int((y == 1).sum())} on nodules ({table.n_references} nodules), "
+            f"{int((y == 0).sum())} false, {int((y == -1).sum())} ignored, {time.perf_counter() - t0:.1f} s"
+        )
+        out.append(table)
+    return out
+
+
+def _seeds(text: str) -> list[int]:
+    if not text:
+        return []
+    a, _, b = text.partition("-")
+    return [PHANTOM_SEED_BASE + i for i in range(int(a), int(b or a) + 1)]
+
+
+def main(argv=None) -> int:
+    from src_training.real_chests import available
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="student")
+    ap.add_argument(
+        "--phantoms", default="0-23", help="phantom case range, e.g. 0-23 (seeds 5000+)"
+    )
+    ap.add_argument("--real", default="all", help="'all', 'none' or comma-separated chest names")
+    ap.add_argument("--cache", type=Path, default=Path("data/fp_cache"))
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    chests = available()
+    if args.real == "none":
+        chests = []
+    elif args.real != "all":
+        wanted = set(args.real.split(","))
+        chests = [c for c in chests if c.name in wanted]
+    collect(
+        args.model,
+        _seeds(args.phantoms),
+        chests,
+        args.cache,
+        args.device,
+        log=lambda s: print(s, flush=True),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
