@@ -63,7 +63,7 @@ def _replace(viewer, name: str, add):
 def show_segmentation(viewer, ct_layer, model: str, seg, provenance: dict | None = None):
     """Add (or replace) the model's editable mask (Labels) and hidden probability (Image) layers."""
     colour = COLOURS.get(model, COLOURS["edited"])
-    model_mask = np.asarray(seg.mask, dtype=np.uint8)
+    model_mask = (np.asarray(seg.mask) > 0).astype(np.uint8)  # seg.mask is labelled per nodule
     meta = {
         "lungkd_model_mask": model_mask.copy(),
         "lungkd_provenance": dict(provenance or seg.provenance.to_dict()),

@@ -43,6 +43,8 @@ class Nodule:
     max_probability: float | None = None
     centroid_lps_mm: tuple[float, float, float] | None = None
     """Patient LPS (x, y, z) of the centroid when the CT geometry was given."""
+    score: float | None = None
+    """Nodule probability from the false-positive classifier (None when it did not run)."""
 
     @property
     def centre_slice(self) -> int:
@@ -200,6 +202,7 @@ COLUMNS = (
     "n_voxels",
     "mean_hu",
     "max_probability",
+    "score",
     "centroid_z",
     "centroid_y",
     "centroid_x",
@@ -231,6 +234,7 @@ def nodules_to_rows(nodules: list[Nodule]) -> list[dict]:
             "max_probability": None
             if d["max_probability"] is None
             else round(d["max_probability"], 4),
+            "score": None if nd.score is None else round(nd.score, 4),
             "centroid_z": round(nd.centroid_zyx[0], 2),
             "centroid_y": round(nd.centroid_zyx[1], 2),
             "centroid_x": round(nd.centroid_zyx[2], 2),

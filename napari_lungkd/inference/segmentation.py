@@ -34,6 +34,8 @@ class Timings:
     """Slices the model ran on (those with lung)."""
     slices_per_s: float
     ms_per_slice: float
+    candidates: float = 0.0
+    """The false-positive stage: 3-D candidates, their features and the classifier (0.0 without)."""
 
     @property
     def model_seconds_per_slice(self) -> float | None:
@@ -72,6 +74,9 @@ class Provenance:
     series_uid: str | None
     created_utc: str
     warnings: tuple[str, ...] = ()
+    classifier: dict[str, Any] | None = None
+    """The false-positive classifier (file, SHA-256) and the operating point applied; None when
+    the nodules are the U-Net mask's components."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,13 +91,17 @@ class Segmentation:
     probability: np.ndarray
     """float16 ``(z, y, x)`` on the CT's grid; 0 outside the lung region."""
     mask: np.ndarray
-    """uint8 ``(z, y, x)``: 1 where probability >= threshold."""
+    """uint16 ``(z, y, x)``: nodule ``i`` of :attr:`nodules` is label ``i + 1`` (0 background)."""
     nodules: list
-    """:class:`~napari_lungkd.inference.nodules.Nodule` records, largest first."""
+    """:class:`~napari_lungkd.inference.nodules.Nodule` records: best classifier score first when
+    the false-positive stage ran, else largest first."""
     timings: Timings
     provenance: Provenance
     prepared: PreparedInput | None = None
     warnings: tuple[str, ...] = field(default=())
+    triage: Any = None
+    """The candidates with their scores (:class:`~napari_lungkd.inference.fp_reduction.Triage`)
+    when the false-positive stage ran: those below the operating point stay at hand."""
 
     @property
     def model_name(self) -> str:

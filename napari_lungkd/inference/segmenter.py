@@ -74,6 +74,8 @@ class Segmenter:
                 f"model must be a name, a LoadedModel or a (module, ModelSpec) pair, not {type(model).__name__}."
             )
         self._runner: Runner | None = None
+        self._classifier = None
+        self._classifier_loaded = False
         self._threads: int | None = None
         self._unreported = (0.0, 0.0)  # one-time (load, set-up) seconds, for the next result
 
@@ -108,6 +110,16 @@ class Segmenter:
         t = self.settings.threshold
         return float(self.spec.threshold if t is None else t)
 
+    @property
+    def classifier(self):
+        """The false-positive classifier the settings name (read once), or None."""
+        if not self._classifier_loaded:
+            from napari_lungkd.inference.fp_reduction import load_classifier
+
+            self._classifier = load_classifier(self.name, self.settings.classifier)
+            self._classifier_loaded = True
+        return self._classifier
+
     def load(self) -> Segmenter:
         """Read the weights, build the model and make the runner now (else on the first call)."""
         run_to_end(self._iter_load())
@@ -131,6 +143,7 @@ class Segmenter:
                 runner = make_runner(
                     loaded, device, self.settings.batch_size, self.settings.backend, threads
                 )
+        _ = self.classifier  # read and checked with the weights, not in the middle of a CT
         self._runner, self._threads = runner, threads
         self._unreported = (loaded.load_seconds, time.perf_counter() - t1)
         yield Progress(1, 1, "load", loaded.name)
@@ -140,7 +153,8 @@ class Segmenter:
         """Segment ``ct``; yields Progress, returns a Segmentation.
 
         ``prepared``: a previous Segmentation's ``prepared``, reused when its preprocessing fits."""
-        from napari_lungkd.inference.nodules import DEFAULT_MIN_VOLUME_MM3, find_nodules
+        from napari_lungkd.inference.fp_reduction import nodules_and_mask, triage
+        from napari_lungkd.inference.nodules import DEFAULT_MIN_VOLUME_MM3
         from napari_lungkd.inference.torch_runner import torch_threads
 
         check_ct(ct)
@@ -189,15 +203,30 @@ class Segmenter:
             t_model = time.perf_counter() - t_model0 - t_paste
 
         t_post0 = time.perf_counter()
+        triaged, t_cand = None, 0.0
+        if self.classifier is not None:
+            yield Progress(0, 2, "candidates", "3-D candidates and their scores")
+            triaged = triage(
+                probability,
+                ct.hu,
+                ct.spacing_mm,
+                self.classifier,
+                self.settings.operating_point,
+                self.settings.candidate_threshold,
+            )
+            t_cand = time.perf_counter() - t_post0
+            yield Progress(
+                1, 2, "candidates", f"{int(triaged.kept.sum())} of {len(triaged.candidates)} kept"
+            )
         yield Progress(1, 2, "post-process", "nodules")
         min_volume = self.settings.min_volume_mm3
-        nodules = find_nodules(
+        nodules, mask = nodules_and_mask(
             mask,
-            ct.spacing_mm,
-            hu=ct.hu,
-            probability=probability,
-            min_volume_mm3=DEFAULT_MIN_VOLUME_MM3 if min_volume is None else min_volume,
-            ct=ct if hasattr(ct, "index_to_lps") else None,
+            ct,
+            ct.hu,
+            probability,
+            DEFAULT_MIN_VOLUME_MM3 if min_volume is None else min_volume,
+            triaged,
         )
         t_post = time.perf_counter() - t_post0 + t_paste
         yield Progress(2, 2, "post-process", f"{len(nodules)} nodules")
@@ -209,16 +238,21 @@ class Segmenter:
             lung_region=round(prepared.region.seconds, 4),
             preprocess=round(t_pre, 4),
             model=round(t_model, 4),
-            postprocess=round(t_post, 4),
+            postprocess=round(t_post - t_cand, 4),
+            candidates=round(t_cand, 4),
             total=round(time.perf_counter() - t_start, 4),
             slices=n,
             slices_per_s=round(n / t_model, 2) if t_model > 0 else 0.0,
             ms_per_slice=round(1000 * t_model / n, 2) if n else 0.0,
         )
-        provenance = self._provenance(ct, runner, thr, prepared, reused, notes)
-        return Segmentation(probability, mask, nodules, timings, provenance, prepared, tuple(notes))
+        provenance = self._provenance(ct, runner, thr, prepared, reused, notes, triaged)
+        return Segmentation(
+            probability, mask, nodules, timings, provenance, prepared, tuple(notes), triaged
+        )
 
-    def _provenance(self, ct, runner: Runner, thr: float, prepared, reused, notes) -> Provenance:
+    def _provenance(
+        self, ct, runner: Runner, thr: float, prepared, reused, notes, triaged=None
+    ) -> Provenance:
         from napari_lungkd.models.weights_file import trained_on
 
         loaded = self.loaded
@@ -247,6 +281,13 @@ class Segmenter:
             series_uid=getattr(ct, "series_uid", None),
             created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             warnings=tuple(notes),
+            classifier=None
+            if triaged is None
+            else {
+                "path": self.classifier.metadata.get("path"),
+                "sha256": self.classifier.metadata.get("file_sha256"),
+                **triaged.to_dict(),
+            },
         )
 
 

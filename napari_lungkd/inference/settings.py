@@ -30,7 +30,16 @@ class RunSettings:
     use_lung_region: bool = True
     """Crop to the lungs found by an HU threshold (False: run on the whole volume)."""
     min_volume_mm3: float | None = None
-    """Smallest nodule kept (None: the default of :mod:`napari_lungkd.inference.nodules`)."""
+    """Smallest nodule kept (None: the default of :mod:`napari_lungkd.inference.nodules`); applies
+    when there is no false-positive classifier."""
+    classifier: str | None = "auto"
+    """The false-positive stage: ``auto`` (the model's classifier where one is installed or
+    bundled), ``off`` (the U-Net mask's components are the nodules) or a classifier file path."""
+    operating_point: float | None = None
+    """Classifier score a candidate needs to be a nodule (None: the classifier's default, about
+    one false positive per scan on its held-out scans)."""
+    candidate_threshold: float | None = None
+    """Probability above which voxels form candidates (None: the candidates module's default)."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -41,6 +50,10 @@ class RunSettings:
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ModelError(f"{name} must be at least 1, not {value}.")
+        for name in ("operating_point", "candidate_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= float(value) <= 1.0:
+                raise ModelError(f"{name} must lie in [0, 1], not {value}.")
         if self.min_volume_mm3 is not None and float(self.min_volume_mm3) < 0:
             raise ModelError(f"min_volume_mm3 must not be negative, not {self.min_volume_mm3}.")
 

@@ -7,9 +7,11 @@ JSON header under ``"lungkd"``::
     {"format": 1, "kind": "tree_ensemble", "feature_names": [...], "baseline": <raw score>,
      "operating_points": [{"threshold", "fp_per_scan", "sensitivity"}...], "default_threshold": t,
      "training": {...}, "data_split": {...}, "metrics": {...}, "package_version": ...,
-     "tensors_sha256": "<hash of every array's name, dtype, shape and bytes>"}
+     "tensors_sha256": "<hash of every array's name, dtype, shape and bytes>",
+     "header_sha256": "<hash of the header's canonical JSON without this field>"}
 
-A flipped byte in any array is found (the hash), a file of another kind or with other feature
+A flipped byte in any array is found (the tensors hash), a changed operating point or any other
+header value too (the header hash), a file of another kind or with other feature
 names is refused, and reading it runs no code. Prediction walks every tree at once in numpy
 (scikit-learn is needed to train, not to score): the nodule probability of a feature row is
 ``sigmoid(baseline + sum of the leaf values it reaches)``.
@@ -43,6 +45,14 @@ def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{name}|{a.dtype.str}|{tuple(a.shape)}|".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def header_sha256(header: dict) -> str:
+    """A hash of the header's canonical JSON (sorted keys), leaving out ``header_sha256`` itself."""
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,6 +165,7 @@ def save_tree_ensemble(path, model: TreeEnsemble, overwrite: bool = True) -> Pat
             "tensors_sha256": arrays_sha256(arrays),
         }
     )
+    header["header_sha256"] = header_sha256(header)
     with atomic_path(path, overwrite=overwrite) as tmp:
         save_file(arrays, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
     return path
@@ -183,6 +194,8 @@ def load_tree_ensemble(path, expected_features=None) -> TreeEnsemble:
         raise WeightsError(
             f"{path} lacks the arrays of a tree ensemble ({sorted(set(ARRAYS) - set(arrays))})."
         )
+    if header.get("header_sha256") != header_sha256(header):
+        raise WeightsError(f"{path} was changed: its header does not match its recorded hash.")
     if arrays_sha256(arrays) != header.get("tensors_sha256"):
         raise WeightsError(
             f"{path} is damaged or was changed: its arrays do not match their recorded hash."
@@ -193,6 +206,8 @@ def load_tree_ensemble(path, expected_features=None) -> TreeEnsemble:
             f"{path} was trained on other candidate features than this version computes; retrain or update it."
         )
     meta = {k: v for k, v in header.items() if k not in ("feature_names", "baseline")}
+    meta["file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta["path"] = str(path)
     return TreeEnsemble(
         **{k: arrays[k] for k in ARRAYS},
         baseline=float(header["baseline"]),

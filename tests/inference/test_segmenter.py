@@ -23,10 +23,11 @@ def ct():
 def test_segment_finds_the_blob_with_geometry_and_provenance(ct):
     seg = segment(ct, tiny_model(), device="cpu")
     assert seg.probability.dtype == np.float16 and seg.probability.shape == ct.shape
-    assert seg.mask.dtype == np.uint8 and seg.mask.shape == ct.shape
+    assert seg.mask.dtype == np.uint16 and seg.mask.shape == ct.shape
     truth = ct.hu == 120
     assert (seg.mask.astype(bool) == truth).all()
     assert len(seg.nodules) == 1
+    assert set(np.unique(seg.mask)) == {0, 1}  # nodule 0 of the table is label 1 of the mask
     nod = seg.nodules[0]
     assert nod.volume_mm3 == pytest.approx(truth.sum() * 2.5 * 0.8 * 0.8)
     assert nod.centroid_zyx[0] == pytest.approx(3.0)

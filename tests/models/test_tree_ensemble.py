@@ -89,3 +89,19 @@ def test_other_files_are_refused_with_one_sentence(fitted, tmp_path):
     path = save_tree_ensemble(tmp_path / "fp.safetensors", from_sklearn(clf, NAMES))
     with pytest.raises(WeightsError, match="other candidate features"):
         load_tree_ensemble(path, expected_features=("a", "b", "c", "e"))
+
+
+def test_a_changed_header_is_refused(fitted, tmp_path):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    clf, _ = fitted
+    path = save_tree_ensemble(
+        tmp_path / "fp.safetensors", from_sklearn(clf, NAMES, {"default_threshold": 0.3})
+    )
+    with safe_open(str(path), framework="numpy") as f:
+        header = json.loads(f.metadata()["lungkd"])
+    header["default_threshold"] = 0.999  # an operating point that would hide every nodule
+    save_file(load_file(str(path)), str(path), metadata={"lungkd": json.dumps(header)})
+    with pytest.raises(WeightsError, match="header does not match"):
+        load_tree_ensemble(path)
