@@ -23,6 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 AIR_HU = -400.0
+OUTSIDE_AIR_HU = -950.0
+"""Mean HU below which air touching the image border is outside the patient (room air is about
+-1000 HU, padding -2048; lung parenchyma about -850)."""
 
 
 @dataclass(frozen=True)
@@ -179,9 +182,14 @@ def lung_air(small: np.ndarray, spacing_mm, keep_fraction: float, min_volume_ml:
         return None, 0.0
     edges = (labels[:, 0, :], labels[:, -1, :], labels[:, :, 0], labels[:, :, -1])
     border = np.unique(np.concatenate([e.ravel() for e in edges]))
+    border = border[border > 0]
     sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
     sizes[0] = 0
-    sizes[border] = 0
+    if border.size:
+        # air touching the in-plane border is the air around the patient, unless it is as dense as
+        # lung: a crop of the chest (elastix_lung_crops) cuts through the lung itself
+        mean_hu = np.asarray(ndimage.mean(small, labels, border))
+        sizes[border[mean_hu < OUTSIDE_AIR_HU]] = 0
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
     keep = (
         (sizes >= keep_fraction * sizes.max()) & (sizes * voxel_ml >= min_volume_ml) & (sizes > 0)

@@ -68,3 +68,22 @@ def test_chunk_boxes_follow_the_lungs_along_z():
         assert not lung[:, :b0].any() and not lung[:, b1:].any()
         assert not lung[:, :, :c0].any() and not lung[:, :, c1:].any()
         assert (b1 - b0) % 32 == 0 and (c1 - c0) % 32 == 0
+
+
+def test_a_crop_through_the_lung_still_finds_the_lung_and_room_air_is_not_lung():
+    # a crop of the right lung (as elastix_lung_crops): lung tissue touches every border
+    rng = np.random.default_rng(0)
+    crop = (-860 + rng.normal(0, 30, size=(20, 80, 60))).astype(np.int16)
+    crop[:, :, 50:] = 40  # chest wall on one side
+    region = find_lung_region(crop, (2.5, 1.4, 1.4))
+    assert region.found and region.lung_volume_ml > 100
+    # a body in room air: the air around it (about -1000 HU) touches the border and is not lung
+    body = np.full((20, 96, 96), -1000, np.int16) + rng.normal(0, 20, size=(20, 96, 96)).astype(
+        np.int16
+    )
+    yy, xx = np.mgrid[:96, :96]
+    body[:, (yy - 48) ** 2 + (xx - 48) ** 2 < 40**2] = 40
+    body[:, (yy - 48) ** 2 + (xx - 30) ** 2 < 10**2] = -850
+    region = find_lung_region(body, (2.5, 1.0, 1.0))
+    y0, y1, x0, x1 = region.box_yx
+    assert region.found and x1 <= 64 and region.lung_volume_ml < 20
