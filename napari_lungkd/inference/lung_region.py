@@ -25,7 +25,9 @@ import numpy as np
 AIR_HU = -400.0
 OUTSIDE_AIR_HU = -950.0
 """Mean HU below which air touching the image border is outside the patient (room air is about
--1000 HU, padding -2048; lung parenchyma about -850)."""
+-1000 HU, padding -2048; lung parenchyma about -850); asked only of crops (see CROP_LUNG_ML)."""
+CROP_LUNG_ML = 200.0
+"""Less lung than this away from the image border means the image is a crop through the lungs."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ def find_lung_region(
 
 def lung_air(small: np.ndarray, spacing_mm, keep_fraction: float, min_volume_ml: float):
     """The lungs' air on a (subsampled) HU grid: 3-D components below :data:`AIR_HU` that do not
-    touch the in-plane border, at least ``keep_fraction`` of the largest and ``min_volume_ml``.
+    touch the in-plane border (but see :data:`CROP_LUNG_ML`), at least ``keep_fraction`` of the
+    largest and ``min_volume_ml``.
     Returns ``(mask, volume_ml)``, or ``(None, 0.0)`` when there is none."""
     from scipy import ndimage
 
@@ -185,18 +188,31 @@ def lung_air(small: np.ndarray, spacing_mm, keep_fraction: float, min_volume_ml:
     border = border[border > 0]
     sizes = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
     sizes[0] = 0
-    if border.size:
-        # air touching the in-plane border is the air around the patient, unless it is as dense as
-        # lung: a crop of the chest (elastix_lung_crops) cuts through the lung itself
-        mean_hu = np.asarray(ndimage.mean(small, labels, border))
-        sizes[border[mean_hu < OUTSIDE_AIR_HU]] = 0
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    inner = sizes.copy()
+    inner[border] = 0  # air touching the in-plane border: the air around the patient
+    keep = _big(inner, voxel_ml, keep_fraction, min_volume_ml)
+    if (keep is None or inner[keep].sum() * voxel_ml < CROP_LUNG_ML) and border.size:
+        # next to no lung inside: a crop through the chest (elastix_lung_crops, IBSI) cuts the lung
+        # itself, so border air as dense as lung (not room air, about -1000) is lung after all
+        mean_hu = np.asarray(ndimage.mean(small, labels, border))
+        crop = sizes.copy()
+        crop[border[mean_hu < OUTSIDE_AIR_HU]] = 0
+        keep = _big(crop, voxel_ml, keep_fraction, min_volume_ml)
+        sizes = crop
+    if keep is None:
+        return None, 0.0
+    return keep[labels], float(sizes[keep].sum() * voxel_ml)
+
+
+def _big(sizes: np.ndarray, voxel_ml: float, keep_fraction: float, min_volume_ml: float):
+    """Which components are big enough to be lung (None when none is)."""
+    if not sizes.any():
+        return None
     keep = (
         (sizes >= keep_fraction * sizes.max()) & (sizes * voxel_ml >= min_volume_ml) & (sizes > 0)
     )
-    if not keep.any():
-        return None, 0.0
-    return keep[labels], float(sizes[keep].sum() * voxel_ml)
+    return keep if keep.any() else None
 
 
 def _slice_boxes(lungs, zs, z_kept, step, my, mx, ny, nx) -> np.ndarray:
