@@ -81,3 +81,59 @@ def to_json_text(obj: Any) -> str:
 def write_json(path, obj: Any, overwrite: bool = True) -> None:
     """Write ``obj`` as indented JSON, atomically; numpy values become plain numbers."""
     atomic_write_bytes(path, (to_json_text(obj) + "\n").encode(), overwrite=overwrite)
+
+
+# ---- output paths, checked before any long work ------------------------------------------------
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _probe_writable(folder: Path) -> str | None:
+    """None when a file can be created in ``folder`` (tried for real), else the reason."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "it is not writable"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".lungkd-probe-", dir=folder)
+    except OSError as exc:
+        return f"no file can be created there ({exc.strerror or exc})"
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def check_output_dir(path, what: str = "--out") -> Path:
+    """Refuse (:class:`~napari_lungkd.errors.ExportError`) an output folder that cannot be made
+    or written: a path that is a file, or a place where no file can be created (``/proc``, a
+    read-only folder). Creates nothing; returns the path. Cheap: call it before any model runs."""
+    from napari_lungkd.errors import ExportError
+
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ExportError(
+            f"{what} {path} is a file, not a folder; choose a folder for the results."
+        )
+    base = _first_existing(path.absolute())
+    if not base.is_dir():
+        raise ExportError(f"{what} {path} cannot be made: {base} is a file, not a folder.")
+    reason = _probe_writable(base)
+    if reason:
+        where = "" if base == path.absolute() else f" (in {base})"
+        raise ExportError(f"{what} {path} cannot be written{where}: {reason}.")
+    return path
+
+
+def check_output_file(path, what: str = "--json") -> Path:
+    """Refuse (:class:`~napari_lungkd.errors.ExportError`) an output file that cannot be written:
+    a folder, or a path whose folder cannot be made or written. Creates nothing; returns the path."""
+    from napari_lungkd.errors import ExportError
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ExportError(f"{what} {path} is a folder; give a file name.")
+    try:
+        check_output_dir(path.parent, what="folder")
+    except ExportError as exc:
+        raise ExportError(f"{what} {path}: the {exc}") from None
+    return path

@@ -26,7 +26,9 @@ class Series:
 
 
 def expected_hu(k: int, rows: int, cols: int) -> np.ndarray:
-    return (10 * k + np.tile(np.arange(cols, dtype=np.int16), (rows, 1))).astype(np.int16)
+    hu = (10 * k + np.tile(np.arange(cols, dtype=np.int16), (rows, 1))).astype(np.int16)
+    hu[0, 0] = -1000  # some air, as every CT in HU has (napari_lungkd.io.validate checks it)
+    return hu
 
 
 def make_slice(

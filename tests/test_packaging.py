@@ -27,7 +27,7 @@ GUI_MODULES = {
 def test_import_is_light():
     code = (
         "import sys, napari_lungkd;"
-        "heavy = sorted(m for m in ('torch', 'napari', 'qtpy', 'PyQt5', 'SimpleITK') if m in sys.modules);"
+        "heavy = sorted(m for m in ('torch', 'napari', 'qtpy', 'PyQt5', 'PyQt6', 'SimpleITK') if m in sys.modules);"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

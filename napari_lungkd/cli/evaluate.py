@@ -3,36 +3,49 @@
 Everything ``lungkd segment`` writes, plus per model: voxel Dice, IoU, HD95 (mm) and mean surface
 distance (mm) against the consensus mask at ``--level``, and lesion matching (TP / FN / FP and
 per-nodule Dice); and the reader-vs-reader Dice range, the human ceiling a model is compared to.
-Without ``--lidc`` the XML beside the DICOM series is used (the corrected one if several).
+Without ``--lidc`` the XML of the series is searched beside INPUT, beside the series' files and
+anywhere below INPUT (patient or study folder), the corrected one if several. The components
+scored are the nodules of the table, the CSV and the labelled mask (``n_components_scored``).
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from napari_lungkd.cli._common import add_json_option, write_json
+from napari_lungkd.cli._common import add_json_option, print_warnings, write_json
+from napari_lungkd.cli.cases import case_name, find_xml_for, result_name
 from napari_lungkd.cli.segment import (
     add_model_options,
-    case_name,
+    load_case,
     make_segmenters,
     one_line,
+    print_result_warnings,
+    print_weights,
     segment_case,
+    weights_epilog,
+    weights_lines,
     write_case,
 )
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="segment a CT and score it against its LIDC-IDRI annotations"
+        "evaluate",
+        help="segment a CT and score it against its LIDC-IDRI annotations",
+        description="Segment a CT and score the nodules against the LIDC-IDRI readers' consensus. "
+        "Writes what `lungkd segment` writes, plus the scores in report.json.",
+        epilog=weights_epilog(),
     )
     p.add_argument(
         "input",
         metavar="INPUT",
-        help="a CT (DICOM series folder, or an image file on the same grid)",
+        help="a CT: a patient, study or series folder of DICOM, one DICOM file of the series, "
+        "or an image file on the same grid",
     )
     p.add_argument(
-        "--lidc", metavar="XML", help="the LIDC XML (default: the one beside the DICOM series)"
+        "--lidc",
+        metavar="XML",
+        help="the LIDC XML (default: the series' XML, found beside it or below INPUT)",
     )
     p.add_argument(
         "--level",
@@ -64,7 +77,9 @@ def score(mask, lidc, spacing_mm, rule: str = "pylidc") -> dict:
     labels = lidc.consensus_labels(rule)
     ref = labels > 0
     match = match_lesions(mask, labels, spacing_mm)
+    matched = {c for comps in match.matched.values() for c in comps}
     return {
+        "n_components_scored": len(matched) + match.fp,
         "dice": dice(mask, ref),
         "iou": iou(mask, ref),
         "hd95_mm": hd95_mm(mask, ref, spacing_mm),
@@ -95,23 +110,26 @@ def _nan_to_none(obj):
 
 def run(args) -> int:
     from napari_lungkd.errors import LidcXmlError
-    from napari_lungkd.io import load_ct
     from napari_lungkd.lidc import annotate
-    from napari_lungkd.lidc.files import find_lidc_xml
 
     case = Path(args.input).expanduser()
-    t0 = time.perf_counter()
-    ct = load_ct(case)
-    load_s = time.perf_counter() - t0
-    xml = (
-        Path(args.lidc)
-        if args.lidc
-        else (find_lidc_xml(case, ct.series_uid) if case.is_dir() else None)
-    )
+    if args.lidc and not Path(args.lidc).expanduser().is_file():
+        raise LidcXmlError(f"--lidc {args.lidc} does not exist.")
+    fallback = case_name(case, case.parent)
+    ct, load_s = load_case(case, fallback)
+    xml = Path(args.lidc).expanduser() if args.lidc else find_xml_for(case, ct)
     if xml is None:
-        raise LidcXmlError(f"No LIDC XML found beside {case}; pass one with --lidc XML.")
+        raise LidcXmlError(
+            f"No LIDC XML of series {ct.series_uid} found in or below {case}; "
+            "pass one with --lidc XML."
+        )
     lidc = annotate(xml, ct=ct, level=args.level)
-    results = segment_case(ct, make_segmenters(args), desc="[1/1]")
+    print_warnings(lidc.warnings, f"LIDC {xml.name}")
+    segmenters = make_segmenters(args)
+    lines = weights_lines(segmenters)
+    print_weights(lines)
+    results = segment_case(ct, segmenters, desc="[1/1]")
+    print_result_warnings(results, fallback)
     scores = {
         name: score(seg.mask, lidc, ct.spacing_mm, args.rule) for name, seg in results.items()
     }
@@ -127,16 +145,24 @@ def run(args) -> int:
         },
         "scores": scores,
     }
-    name = case_name(case, case.parent)
+    name = result_name(ct, fallback)
     report = write_case(
-        Path(args.out) / name, ct, results, load_s, args.overwrite, extra=_nan_to_none(extra)
+        Path(args.out) / name,
+        ct,
+        results,
+        load_s,
+        args.overwrite,
+        extra=_nan_to_none(extra),
+        labels=not args.binary_mask,
+        weights=lines,
     )
     report["case"] = name
     print(one_line(1, 1, name, report))
     for model, s in scores.items():
         les = s["lesions"]
         print(
-            f"  {model}: Dice {s['dice']:.3f} vs LIDC consensus (level {args.level}); nodules TP {les['tp']} FN {les['fn']} FP {les['fp']}"
+            f"  {model}: Dice {s['dice']:.3f} vs LIDC consensus (level {args.level}); "
+            f"{s['n_components_scored']} nodules scored: TP {les['tp']} FN {les['fn']} FP {les['fp']}"
         )
     ceiling = extra["lidc"]["reader_vs_reader_dice"]
     if ceiling["mean"] is not None:

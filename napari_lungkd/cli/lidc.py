@@ -9,14 +9,17 @@ consensus labels in the CT's geometry (needs ``--ct``).
 
 from __future__ import annotations
 
-from napari_lungkd.cli._common import add_json_option, write_json
+from napari_lungkd.cli._common import add_json_option, plural, print_warnings, write_json
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "lidc",
         help="rasterise an LIDC XML: per-reader masks, nodules, consensus",
-        description=__doc__.split("\n\n")[0],
+        description="Rasterise an LIDC-IDRI reading XML, cluster the readers' outlines into "
+        "nodules and report the consensus; also counts the small-nodule marks (< 3 mm, a point "
+        "each) and the non-nodule marks. Without --ct the masks are on the XML's own grid "
+        "(512 x 512, its z values); with --ct they are placed on that CT's slices.",
     )
     p.add_argument("xml", metavar="XML", help="LIDC reading XML (LidcReadMessage)")
     p.add_argument(
@@ -43,17 +46,21 @@ def register(subparsers) -> None:
 
 
 def _table(lidc) -> str:
+    sessions = lidc.read.sessions
+    small = sum(len(s.small_nodules) for s in sessions)
+    non = sum(len(s.non_nodules) for s in sessions)
     lines = [
-        f"{lidc.read.source}: {lidc.read.n_readers} readers, {len(lidc.annotations)} outlines, "
-        f"{len(lidc.nodules)} nodules (grid: {lidc.grid.kind} {'x'.join(map(str, lidc.grid.shape))})",
+        f"{lidc.read.source}: {plural(lidc.read.n_readers, 'reader')}, "
+        f"{plural(len(lidc.annotations), 'outline')}, {plural(len(lidc.nodules), 'nodule')} "
+        f"(grid: {lidc.grid.kind} {'x'.join(map(str, lidc.grid.shape))}); "
+        f"also {plural(small, 'small-nodule mark')} (< 3 mm) and "
+        f"{plural(non, 'non-nodule mark')}",
         f"{'nodule':>6} {'readers':>8} {'consensus vox':>14} {'diameter mm':>12} {'volume mm3':>11}",
     ]
     for n in lidc.nodules:
         d = f"{n.diameter_mm:.1f}" if n.diameter_mm is not None else "-"
         v = f"{n.volume_mm3:.0f}" if n.volume_mm3 is not None else "-"
         lines.append(f"{n.index + 1:>6} {n.n_readers:>8} {n.consensus_voxels:>14} {d:>12} {v:>11}")
-    for w in lidc.warnings:
-        lines.append(f"warning: {w}")
     return "\n".join(lines)
 
 
@@ -82,8 +89,10 @@ def run(args) -> int:
         from napari_lungkd.io import load_ct
 
         ct = load_ct(args.ct)
+        print_warnings(ct.warnings, str(args.ct))
     lidc = annotate(args.xml, ct=ct, level=args.level, include_edges=args.include_edges)
     print(_table(lidc))
+    print_warnings(lidc.warnings, str(args.xml))
     doc = lidc.to_dict()
     if args.masks:
         from napari_lungkd.io.masks import save_mask

@@ -2,7 +2,9 @@
 
 Each command module exposes ``register(subparsers)``, which adds its parser and sets
 ``func=run`` (a callable taking the parsed arguments and returning an exit code). Heavy imports
-(torch, SimpleITK) happen inside ``run`` so that ``lungkd --help`` is instant. Every
+(torch, SimpleITK) happen inside ``run`` so that ``lungkd --help`` is instant. Every output path
+(``--out``, ``--json``, ``--masks``...) is checked before ``run`` starts
+(:func:`napari_lungkd.cli._common.check_outputs`). Every
 :class:`~napari_lungkd.errors.LungKDError` becomes one line on stderr and exit status 2.
 """
 
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        from napari_lungkd.cli._common import check_outputs
+
+        check_outputs(args)
         return int(args.func(args) or 0)
     except LungKDError as exc:
         print(f"lungkd {args.command}: error: {exc}", file=sys.stderr)

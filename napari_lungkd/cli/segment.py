@@ -6,24 +6,45 @@ INPUT is a CT (DICOM folder or file, NIfTI, MHD/MHA, NRRD) or a folder holding m
 Per case, under ``--out DIR/<case>/``, masks saved by :func:`napari_lungkd.io.masks.save_mask`
 (the widget's Save writes the same files):
 
-* ``<model>_mask.nii.gz``: the binary mask in the CT's own geometry (opens in any viewer), its
-  provenance sidecar ``<model>_mask.json`` and, with ``--dicom-seg`` on a DICOM CT,
-  ``<model>_mask.seg.dcm``;
+* ``<model>_mask.nii.gz``: the nodule mask in the CT's own geometry (opens in any viewer),
+  labelled: nodule ``i`` (row ``i`` of the CSV, of ``seg.nodules``) is label ``i``
+  (``--binary-mask``: 0/1); its provenance sidecar ``<model>_mask.json`` and, with
+  ``--dicom-seg`` on a DICOM CT, ``<model>_mask.seg.dcm`` (one segment per nodule);
 * ``<model>_nodules.csv``: the nodule table;
-* ``report.json``: provenance, timings, nodules (and with ``--model both`` the student-teacher
-  Dice and speed-up, :func:`napari_lungkd.scoring.speed.speedup`, also printed per case).
+* ``report.json``: provenance, what the weights are, timings, warnings, nodules (and with
+  ``--model both`` the student-teacher Dice and speed-up,
+  :func:`napari_lungkd.scoring.speed.speedup`, also printed per case).
 
-One :class:`~napari_lungkd.inference.Segmenter` per model serves every case of the run.
+``<case>`` is the patient ID and series (:mod:`napari_lungkd.cli.cases`). The count printed, the
+CSV rows, the mask's labels and the components ``lungkd evaluate`` scores are the same nodules.
+One :class:`~napari_lungkd.inference.Segmenter` per model serves every case of the run; a line
+per model says what its weights were trained on and how they score, and every load and
+segmentation warning is printed on stderr (and kept in report.json).
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from pathlib import Path
 
-from napari_lungkd.cli._common import add_json_option, run_with_tqdm, write_json
+from napari_lungkd.cli._common import (
+    add_json_option,
+    plural,
+    print_warnings,
+    run_with_tqdm,
+    write_json,
+)
+from napari_lungkd.cli.cases import case_name, find_cases, result_name, unique
+
+__all__ = ["case_name", "find_cases", "make_segmenters", "one_line", "segment_case", "write_case"]
+
+FILES_WRITTEN = (
+    "Writes, per case, into OUT/<PatientID>_s<SeriesNumber>/ (or the file name for images "
+    "without a patient ID): <model>_mask.nii.gz (labelled: label i = nodule i = CSV row i; "
+    "--binary-mask for 0/1), its provenance sidecar <model>_mask.json, <model>_nodules.csv, "
+    "report.json, and with --dicom-seg <model>_mask.seg.dcm (one segment per nodule)."
+)
 
 MODEL_CHOICES = ("student", "teacher", "both")
 
@@ -47,6 +68,20 @@ def add_model_options(p) -> None:
         "--threshold", type=float, help="probability threshold (default: the model's own)"
     )
     p.add_argument(
+        "--operating-point",
+        type=float,
+        metavar="SCORE",
+        help="false-positive classifier score a candidate needs to count as a nodule (default: the "
+        "classifier's own, about 1 false positive per scan on its held-out scans; 0 keeps every candidate)",
+    )
+    p.add_argument(
+        "--classifier",
+        default="auto",
+        metavar="auto|off|PATH",
+        help="false-positive classifier: the model's bundled one where there is one (auto), none (off: "
+        "the U-Net mask's components are the nodules), or a classifier file",
+    )
+    p.add_argument(
         "--batch-size", type=int, help="slices per batch (default: 4 on CPU, 16-32 on GPU)"
     )
     p.add_argument(
@@ -65,10 +100,28 @@ def add_model_options(p) -> None:
         help="output folder (default ./lungkd-results)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace existing masks and tables")
+    p.add_argument(
+        "--binary-mask",
+        action="store_true",
+        help="save the masks as 0/1 instead of label i = nodule i (row i of the CSV)",
+    )
+
+
+def weights_epilog() -> str:
+    """What the bundled weights are, for ``--help`` (reads the weights headers only)."""
+    from napari_lungkd.models.weights_card import describe_weights
+
+    return "Weights: " + " | ".join(describe_weights(n) for n in ("student", "teacher"))
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("segment", help="segment lung nodules in one CT or a folder of CTs")
+    p = subparsers.add_parser(
+        "segment",
+        help="segment lung nodules in one CT or a folder of CTs",
+        description="Segment lung nodules in one CT (a DICOM series folder, one DICOM file of "
+        "a series, NIfTI, MHD/MHA, NRRD) or in every CT under a folder. " + FILES_WRITTEN,
+        epilog=weights_epilog(),
+    )
     p.add_argument(
         "input",
         metavar="INPUT",
@@ -80,38 +133,9 @@ def register(subparsers) -> None:
         action="store_true",
         help="also write each mask as DICOM-SEG (<model>_mask.seg.dcm) when the CT is DICOM",
     )
+
     add_json_option(p)
     p.set_defaults(func=run)
-
-
-def find_cases(path) -> list[Path]:
-    """The CTs under ``path`` (:func:`napari_lungkd.io.sniff.find_cases`), our own masks left out.
-
-    A path with no CT in it raises :class:`CtLoadError` with the reason ``load_ct`` would give.
-    """
-    from napari_lungkd.errors import CtLoadError
-    from napari_lungkd.io.sniff import find_cases as find_ct_inputs
-
-    found = find_ct_inputs(path)
-    refused = [c for c in found if not c.is_ct]
-    if refused:
-        raise CtLoadError(refused[0].reason)
-    cases = [c.path for c in found if not c.path.name.endswith("_mask.nii.gz")]
-    if not cases:
-        raise CtLoadError(f"{path} holds no CT to segment, only masks that lungkd wrote.")
-    return cases
-
-
-def case_name(case: Path, root: Path) -> str:
-    """A short folder name for a case: its path below ``root``, long DICOM UIDs cut to their tail."""
-    root = Path(root)
-    rel = case.relative_to(root) if root in case.parents else Path(case.name)
-    parts = [p if len(p) <= 24 else p[-10:] for p in rel.parts] or [case.name]
-    text = "_".join(parts)
-    for suffix in (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd", ".dcm"):
-        if text.lower().endswith(suffix):
-            text = text[: -len(suffix)]
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[-120:] or "case"
 
 
 def make_segmenters(args) -> dict:
@@ -126,6 +150,8 @@ def make_segmenters(args) -> dict:
         num_threads=args.threads,
         batch_size=args.batch_size,
         threshold=args.threshold,
+        classifier=getattr(args, "classifier", "auto"),
+        operating_point=getattr(args, "operating_point", None),
     )
     names = ["student", "teacher"] if args.model == "both" else [args.model]
     segmenters = {}
@@ -133,6 +159,22 @@ def make_segmenters(args) -> dict:
         w = args.teacher_weights if (name == "teacher" and args.model == "both") else args.weights
         segmenters[name] = Segmenter(name, weights=w, settings=settings).load()
     return segmenters
+
+
+def weights_lines(segmenters: dict) -> dict[str, str]:
+    """Per model, one line: what its weights were trained on and how they score."""
+    from napari_lungkd.models.weights_card import RANDOM, describe_metadata, where_label
+
+    lines = {}
+    for name, segmenter in segmenters.items():
+        loaded = segmenter.loaded
+        if loaded.weights_sha256 is None:
+            lines[name] = f"{name}: {RANDOM}"
+        else:
+            lines[name] = describe_metadata(
+                name, loaded.metadata, loaded.weights_sha256, where_label(loaded.weights_path)
+            )
+    return lines
 
 
 def segment_case(ct, segmenters: dict, desc: str = "") -> dict:
@@ -172,8 +214,11 @@ def write_case(
     overwrite: bool,
     extra: dict | None = None,
     dicom_seg: bool = False,
+    labels: bool = True,
+    weights: dict | None = None,
 ) -> dict:
-    """Masks (through ``save_mask``), nodule tables and report.json for one case; the report."""
+    """Masks (through ``save_mask``; labelled unless ``labels`` is false), nodule tables and
+    report.json for one case; the report. ``weights``: model -> the line of :func:`weights_lines`."""
     import numpy as np
 
     from napari_lungkd.inference.nodules import nodules_to_rows, write_nodules_csv
@@ -191,18 +236,26 @@ def write_case(
         },
         "load_ct_s": round(load_s, 4),
         "models": {},
+        "warnings": list(ct.warnings),
     }
+    weights = weights or {}
     for name, seg in results.items():
+        provenance = seg.provenance.to_dict()
+        if weights.get(name):
+            provenance["weights_description"] = weights[name]
         files = save_mask(
             out_dir / f"{name}_mask.nii.gz",
             seg.mask,
             ct,
-            provenance=seg.provenance,
+            provenance=provenance,
             dicom_seg=dicom_seg,
             overwrite=overwrite,
+            labels=labels,
         )
         if dicom_seg and "dicom_seg" not in files:
-            print(f"{ct.source}: no DICOM-SEG, the CT is not DICOM", file=sys.stderr)
+            note = "no DICOM-SEG written: the CT is not DICOM"
+            report["warnings"].append(note)
+            print_warnings([note], str(ct.source))
         csv_path = out_dir / f"{name}_nodules.csv"
         write_nodules_csv(csv_path, seg.nodules, overwrite=overwrite)
         report["models"][name] = {
@@ -210,19 +263,23 @@ def write_case(
             "files": {kind: str(p) for kind, p in files.items()},
             "nodules_csv": str(csv_path),
             "n_nodules": len(seg.nodules),
+            "mask_labels": "binary (0/1)" if not labels else "label i = nodule i = CSV row i",
             "mask_voxels": int(np.count_nonzero(seg.mask)),
+            "weights": weights.get(name),
             "timings": {
                 **seg.timings.to_dict(),
                 "end_to_end_s": round(load_s + _once(seg) + seg.timings.total, 4),
             },
-            "provenance": seg.provenance.to_dict(),
+            "provenance": provenance,
             "nodules": nodules_to_rows(seg.nodules),
         }
+        report["warnings"] += [f"{name}: {w}" for w in seg.warnings]
     cmp = compare(results)
     if cmp:
         report["comparison"] = cmp
     if extra:
         report.update(extra)
+        report["warnings"] += [f"LIDC: {w}" for w in (extra.get("lidc") or {}).get("warnings", ())]
     write_json(out_dir / "report.json", report)
     return report
 
@@ -233,11 +290,15 @@ def _once(seg) -> float:
 
 
 def one_line(i: int, n: int, name: str, report: dict) -> str:
+    """The line printed per case: CT load, model load (first case), time, rate, nodule count."""
     parts = []
     for model, r in report["models"].items():
         t = r["timings"]
+        once = float(t.get("load", 0.0)) + float(t.get("backend_setup", 0.0))
+        loading = f"model load {once:.1f} s + " if once > 0 else ""
         parts.append(
-            f"{model} {t['total']:.1f} s ({t['slices_per_s']:.1f} slices/s), {r['n_nodules']} nodules"
+            f"{model} {loading}{t['total']:.1f} s ({t['slices_per_s']:.1f} slices/s), "
+            f"{plural(r['n_nodules'], 'nodule')}"
         )
     cmp = report.get("comparison")
     if cmp and cmp["speedup_model"] is not None:
@@ -245,39 +306,76 @@ def one_line(i: int, n: int, name: str, report: dict) -> str:
             f"teacher/student speed-up {cmp['speedup_model']:.2f}x (model s/slice), "
             f"Dice {cmp['dice_student_teacher']:.3f}"
         )
-    return f"[{i}/{n}] {name}: load {report['load_ct_s']:.1f} s; " + "; ".join(parts)
+    return f"[{i}/{n}] {name}: CT load {report['load_ct_s']:.1f} s; " + "; ".join(parts)
+
+
+def load_case(case: Path, where: str):
+    """``load_ct(case)`` and its seconds; its warnings printed on stderr, one line each."""
+    from napari_lungkd.io import load_ct
+
+    t0 = time.perf_counter()
+    ct = load_ct(case)
+    load_s = time.perf_counter() - t0
+    print_warnings(ct.warnings, where)
+    return ct, load_s
+
+
+def print_weights(lines: dict) -> None:
+    for line in lines.values():
+        print(f"weights: {line}", flush=True)
+
+
+def print_result_warnings(results: dict, where: str) -> None:
+    for name, seg in results.items():
+        print_warnings(seg.warnings, f"{where} {name}")
 
 
 def run(args) -> int:
     from napari_lungkd.errors import LungKDError
-    from napari_lungkd.io import load_ct
 
     root = Path(args.input).expanduser()
     cases = find_cases(root)
     segmenters = make_segmenters(args)
+    lines = weights_lines(segmenters)
+    print_weights(lines)
     out = Path(args.out)
-    reports, failures = [], []
+    reports, failures, taken = [], [], set()
     for i, case in enumerate(cases, start=1):
-        name = case_name(case, root) if len(cases) > 1 else case_name(root, root.parent)
+        fallback = case_name(case, root) if len(cases) > 1 else case_name(root, root.parent)
+        where = f"[{i}/{len(cases)}] {fallback}"
         try:
-            t0 = time.perf_counter()
-            ct = load_ct(case)
-            load_s = time.perf_counter() - t0
+            ct, load_s = load_case(case, where)
+            name = unique(result_name(ct, fallback), taken)
             results = segment_case(ct, segmenters, desc=f"[{i}/{len(cases)}]")
+            print_result_warnings(results, where)
             report = write_case(
-                out / name, ct, results, load_s, args.overwrite, dicom_seg=args.dicom_seg
+                out / name,
+                ct,
+                results,
+                load_s,
+                args.overwrite,
+                dicom_seg=args.dicom_seg,
+                labels=not args.binary_mask,
+                weights=lines,
             )
         except LungKDError as exc:
             if len(cases) == 1:
                 raise
             failures.append({"case": str(case), "error": str(exc)})
-            print(f"[{i}/{len(cases)}] {name}: error: {exc}", file=sys.stderr)
+            print(f"[{i}/{len(cases)}] {fallback}: error: {exc}", file=sys.stderr)
             continue
         report["case"] = name
         reports.append(report)
         print(one_line(i, len(cases), name, report), flush=True)
     if args.json:
         write_json(
-            args.json, {"input": str(root), "out": str(out), "cases": reports, "failures": failures}
+            args.json,
+            {
+                "input": str(root),
+                "out": str(out),
+                "weights": lines,
+                "cases": reports,
+                "failures": failures,
+            },
         )
     return 2 if failures else 0

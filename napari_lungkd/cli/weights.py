@@ -39,11 +39,15 @@ def run(args) -> int:
                 f"no weights installed (user folder: {w.user_weights_dir()}); train them with src_training and `lungkd weights install FILE`"
             )
         for r in rows:
-            print(f"{r['name']:<12} {r['where']:<8} {r['sha256'][:12]}  {r['path']}")
+            r["description"] = _describe(r)
+        print(format_table(rows), end="")
         if args.json:
             write_json(args.json, {"user_dir": str(w.user_weights_dir()), "weights": rows})
         return 0
     if args.action == "install":
+        from napari_lungkd.files import check_output_dir
+
+        check_output_dir(w.user_weights_dir(), what="the weights folder")
         info = w.install(args.source, sha256=args.sha256)
         print(
             f"installed {info.spec.name} ({info.spec.encoder}) -> {info.path} sha256 {info.sha256}"
@@ -72,3 +76,32 @@ def run(args) -> int:
     if args.json:
         write_json(args.json, {"files": results, "failed": failed})
     return 2 if failed else 0
+
+
+def _describe(row: dict) -> str:
+    """What the file was trained on and how it scores (a registry entry not fetched: its note)."""
+    from pathlib import Path
+
+    from napari_lungkd.models.weights_card import describe_metadata, read_header
+
+    path = Path(row["path"]) if row["where"] in ("user", "bundled") else None
+    metadata = read_header(path) if path is not None and path.is_file() else {}
+    return describe_metadata(row["name"], metadata, row["sha256"]).split(": ", 1)[-1]
+
+
+def format_table(rows: list[dict]) -> str:
+    """NAME WHERE SHA-256 PATH columns, each as wide as its longest cell, then the description
+    of each file on the line below it (indented)."""
+    head = {"name": "NAME", "where": "WHERE", "sha256": "SHA-256", "path": "PATH"}
+    cells = [head] + [{**r, "sha256": r["sha256"][:12]} for r in rows]
+    widths = {k: max(len(str(c[k])) for c in cells) for k in ("name", "where", "sha256")}
+    lines = []
+    for i, c in enumerate(cells):
+        lines.append(
+            "  ".join(str(c[k]).ljust(widths[k]) for k in ("name", "where", "sha256"))
+            + "  "
+            + str(c["path"])
+        )
+        if i and c.get("description"):
+            lines.append(" " * 4 + c["description"])
+    return "\n".join(lines) + "\n"

@@ -84,6 +84,20 @@ def check_ct(ct) -> None:
         raise ModelError(
             f"{source} is not a 3-D CT volume (hu shape {getattr(hu, 'shape', None)}); cannot segment it."
         )
+    if hu.shape[0] < 2:
+        source = getattr(ct, "source", "") or "the CT"
+        raise ModelError(
+            f"{source} is a single slice, not a CT volume: nodules are found in 3-D across "
+            "slices; open the whole series (its folder) to segment it."
+        )
+    from napari_lungkd.io.validate import not_hu_reason
+
+    reason = not_hu_reason(ct)
+    if reason:
+        source = getattr(ct, "source", "") or "the CT"
+        raise ModelError(
+            f"{source} does not look like a CT in Hounsfield units ({reason}); it was not segmented."
+        )
 
 
 def iter_prepare(

@@ -15,7 +15,9 @@ import numpy as np
 
 from napari_lungkd.ct import CtVolume
 from napari_lungkd.errors import CtLoadError
+from napari_lungkd.io.image_header import check_declared_size, nifti_non_finite, precheck
 from napari_lungkd.io.orientation import to_identity
+from napari_lungkd.io.validate import check_memory, validate_ct
 
 _FORMATS = {
     ".nii": "NIfTI",
@@ -26,11 +28,44 @@ _FORMATS = {
 }
 
 
+_TAGS = {
+    "NIfTI": {
+        "spacing_z": "pixdim[3]",
+        "spacing_y": "pixdim[2]",
+        "spacing_x": "pixdim[1]",
+        "origin": "the qform/sform offset",
+        "direction": "the qform/sform direction",
+        "voxels": "the NIfTI voxel data",
+    },
+    "MetaImage": {
+        "spacing_z": "ElementSpacing[2]",
+        "spacing_y": "ElementSpacing[1]",
+        "spacing_x": "ElementSpacing[0]",
+        "origin": "Offset",
+        "direction": "TransformMatrix",
+        "voxels": "the MetaImage voxel data",
+    },
+    "NRRD": {
+        "spacing_z": "the third space direction",
+        "spacing_y": "the second space direction",
+        "spacing_x": "the first space direction",
+        "origin": "space origin",
+        "direction": "space directions",
+        "voxels": "the NRRD voxel data",
+    },
+}
+
+
 def load_image_file(path: Path) -> CtVolume:
-    """Read a ``.nii``/``.nii.gz``/``.mhd``/``.mha``/``.nrrd`` CT volume."""
+    """Read a ``.nii``/``.nii.gz``/``.mhd``/``.mha``/``.nrrd`` CT volume.
+
+    The header is checked first (:mod:`.image_header`: impossible spacing, data files outside
+    the folder, decompression bombs), the memory the volume needs is estimated from the declared
+    size, and the result goes through :func:`~napari_lungkd.io.validate.validate_ct`."""
     import SimpleITK as sitk
 
     fmt = _FORMATS.get(path.suffix.lower(), "an image file")
+    facts = precheck(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -47,6 +82,13 @@ def load_image_file(path: Path) -> CtVolume:
             reader.SetExtractSize([size[0], size[1], size[2], 0])
         elif len(size) not in (2, 3):
             raise CtLoadError(f"{path} is a {len(size)}-D image; a CT volume is 3-D.")
+        n_voxels = int(np.prod([int(s) for s in size[:3]], dtype=np.int64))
+        item = sitk.Image([1, 1], reader.GetPixelID()).GetSizeOfPixelComponent()
+        declared = n_voxels * item
+        check_declared_size(path, facts, declared)
+        dims = " x ".join(str(int(s)) for s in size)
+        # SimpleITK's image + its numpy copy + the HU array (float32 at most)
+        check_memory(n_voxels * (2 * item + 4), f"{path} declares {dims} voxels")
         image = reader.Execute()
     except RuntimeError as exc:
         raise CtLoadError(f"{path} cannot be read as {fmt} ({_itk_reason(exc)}).") from None
@@ -60,12 +102,16 @@ def load_image_file(path: Path) -> CtVolume:
     del image
     if array.size == 0:
         raise CtLoadError(f"{path} holds an empty image (size {tuple(size)}).")
+    if facts.nifti is not None and array.dtype.kind == "f":
+        bad = nifti_non_finite(path, facts.nifti, array.size)
+        if bad is not None:  # SimpleITK read them as 0; put them back for validate_ct
+            array.reshape(-1)[bad[bad < array.size]] = np.nan
     hu = _as_hu(array)
     del array
     hu, spacing, origin, direction, change = to_identity(
         hu, tuple(float(s) for s in spacing_xyz[::-1]), origin, direction
     )
-    warnings = []
+    warnings = list(facts.warnings)
     if change is None:
         warnings.append(
             "the image axes are oblique to the patient axes; the direction is kept, so views "
@@ -73,7 +119,7 @@ def load_image_file(path: Path) -> CtVolume:
         )
     stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
     series_uid = stem if re.fullmatch(r"\d+(\.\d+){3,}", stem) else None  # LUNA16 names by UID
-    return CtVolume(
+    ct = CtVolume(
         hu=hu,
         spacing_mm=spacing,  # type: ignore[arg-type]
         origin_mm=origin,  # type: ignore[arg-type]
@@ -90,6 +136,7 @@ def load_image_file(path: Path) -> CtVolume:
         },
         warnings=tuple(warnings),
     )
+    return validate_ct(ct, _TAGS.get(fmt))
 
 
 def _as_hu(array: np.ndarray) -> np.ndarray:

@@ -14,7 +14,10 @@ def load_ct(path, series_uid: str | None = None) -> CtVolume:
 
     * a folder is searched recursively for DICOM files; they are grouped by SeriesInstanceUID and
       the series named by ``series_uid`` is loaded, otherwise the one with the most slices;
-    * a DICOM file gives one slice, or every frame of an Enhanced (multi-frame) CT;
+    * a DICOM file gives every frame of an Enhanced (multi-frame) CT; one slice of a series gives
+      the whole series from the file's folder (same SeriesInstanceUID), with a warning saying so,
+      as radiology viewers do; a slice alone in its folder is a one-slice CT (viewable, but
+      segmentation refuses it);
     * ``.nii``, ``.nii.gz``, ``.mhd``, ``.mha`` and ``.nrrd`` are read with SimpleITK.
 
     Whenever the stored direction is a signed axis permutation the volume is reoriented so that

@@ -27,6 +27,7 @@ MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
 _ORIGIN_TOLERANCE_MM = 1e-3
 _SPACING_TOLERANCE = 1e-4  # relative
 _DIRECTION_TOLERANCE = 1e-4
+_MAX_LABEL = 65535
 
 
 def ct_image(array: np.ndarray, ct: CtVolume):
@@ -52,7 +53,8 @@ def _check_suffix(path: Path) -> None:
         )
 
 
-def _as_uint8(mask: np.ndarray, ct: CtVolume) -> np.ndarray:
+def _as_uint8(mask: np.ndarray, ct: CtVolume, max_label: int = 255) -> np.ndarray:
+    """``mask`` as uint8 (uint16 when ``max_label`` allows labels above 255 and it holds some)."""
     mask = np.asarray(mask)
     if mask.shape != ct.shape:
         raise ExportError(f"the mask has shape {mask.shape} but the CT has shape {ct.shape}.")
@@ -61,17 +63,27 @@ def _as_uint8(mask: np.ndarray, ct: CtVolume) -> np.ndarray:
     if mask.dtype == bool:
         return mask.astype(np.uint8)
     if mask.dtype.kind not in "iuf":
-        raise ExportError(f"the mask has dtype {mask.dtype}; a mask holds integer labels 0-255.")
-    lo, hi = (mask.min(), mask.max()) if mask.size else (0, 0)
-    if lo < 0 or hi > 255 or (mask.dtype.kind == "f" and not np.array_equal(mask, np.round(mask))):
         raise ExportError(
-            f"the mask holds values from {lo} to {hi}; a mask holds integer labels 0-255."
+            f"the mask has dtype {mask.dtype}; a mask holds integer labels 0-{max_label}."
         )
-    return mask.astype(np.uint8)
+    lo, hi = (mask.min(), mask.max()) if mask.size else (0, 0)
+    if (
+        lo < 0
+        or hi > max_label
+        or (mask.dtype.kind == "f" and not np.array_equal(mask, np.round(mask)))
+    ):
+        raise ExportError(
+            f"the mask holds values from {lo} to {hi}; a mask holds integer labels 0-{max_label}."
+        )
+    return mask.astype(np.uint8 if hi <= 255 else np.uint16)
 
 
-def write_mask(path, mask: np.ndarray, ct: CtVolume, overwrite: bool = False) -> Path:
+def write_mask(
+    path, mask: np.ndarray, ct: CtVolume, overwrite: bool = False, max_label: int = 255
+) -> Path:
     """Write ``mask`` (``(z, y, x)``, labels 0-255) as uint8 on the CT's grid; returns the path.
+
+    ``max_label`` up to 65535 allows more labels (written as uint16 when any is above 255).
 
     The format follows the suffix (``.nii.gz``, ``.nii``, ``.nrrd``, compressed). The file is
     written to a temporary name and renamed, so nothing half-written is ever left; an existing
@@ -81,7 +93,7 @@ def write_mask(path, mask: np.ndarray, ct: CtVolume, overwrite: bool = False) ->
 
     path = Path(path).expanduser()
     _check_suffix(path)
-    data = _as_uint8(mask, ct)
+    data = _as_uint8(mask, ct, max_label)
     if path.exists() and not overwrite:
         raise ExportError(f"{path} already exists; pass overwrite=True to replace it.")
     image = ct_image(data, ct)
@@ -190,8 +202,11 @@ def save_mask(
     :func:`planned_paths`) and the provenance sidecar (:mod:`napari_lungkd.io.sidecar`), each
     atomically. Nothing is written when any target exists and ``overwrite`` is false; if a write
     fails, the files this call created are removed. The mask is saved binary (nonzero = nodule)
-    unless ``labels`` keeps its values 0-255. ``provenance`` is a dict or has ``to_dict()``;
-    ``model_mask`` (the model's own mask) gives the sidecar its edit summary.
+    unless ``labels`` keeps its values (0-65535; uint16 where a label passes 255): a model's
+    result is saved labelled, nodule ``i`` of its table as label ``i``, and its DICOM-SEG then has
+    one segment per nodule (:func:`~napari_lungkd.io.dicom.seg.write_dicom_seg`). ``provenance``
+    is a dict or has ``to_dict()``; ``model_mask`` (the model's own mask) gives the sidecar its
+    edit summary.
     """
     from napari_lungkd.files import write_json
     from napari_lungkd.io.sidecar import build_sidecar, provenance_dict
@@ -207,7 +222,7 @@ def save_mask(
         raise ExportError(
             f"cannot save {name}: mask shape {mask.shape} differs from the CT's {ct.shape}."
         )
-    data = _as_uint8(mask, ct) if labels else (mask > 0).astype(np.uint8)
+    data = _as_uint8(mask, ct, _MAX_LABEL) if labels else (mask > 0).astype(np.uint8)
     paths = planned_paths(path, ct, nrrd=nrrd, dicom_seg=dicom_seg)
     existing = [p for p in paths.values() if p.exists()]
     if existing and not overwrite:
@@ -221,25 +236,28 @@ def save_mask(
 
         edits = edit_summary(model_mask, data)
     created: list[Path] = []
+    seg_note = None
     try:
         for kind in ("mask", "nrrd"):
             if kind in paths:
-                write_mask(paths[kind], data, ct, overwrite=overwrite)
+                write_mask(paths[kind], data, ct, overwrite=overwrite, max_label=_MAX_LABEL)
                 created.append(paths[kind])
         if "dicom_seg" in paths:
-            from napari_lungkd.io.dicom.seg import write_dicom_seg
+            from napari_lungkd.io.dicom.seg import segment_plan, write_dicom_seg
 
+            seg_note = segment_plan(data, labels)[1]
             write_dicom_seg(
                 paths["dicom_seg"],
                 data,
                 ct,
                 overwrite=overwrite,
+                labels=labels,
                 algorithm_name=f"napari-lungkd {prov.get('model') or 'manual'}",
                 edited_by_hand=bool(edits and (edits["voxels_added"] or edits["voxels_removed"])),
             )
             created.append(paths["dicom_seg"])
         files = {k: p for k, p in paths.items() if k != "sidecar"}
-        doc = build_sidecar(files, data, ct, prov, edits)
+        doc = build_sidecar(files, data, ct, prov, edits, _labels_note(data, labels, seg_note))
         try:
             write_json(paths["sidecar"], doc, overwrite=overwrite)
         except (OSError, ValueError, TypeError) as exc:
@@ -250,3 +268,14 @@ def save_mask(
                 p.unlink(missing_ok=True)
         raise
     return paths
+
+
+def _labels_note(data: np.ndarray, labels: bool, seg_note: str | None) -> str:
+    """How to read the saved values (the sidecar's ``labels``), and what the DICOM-SEG holds."""
+    n = int(data.max()) if data.size else 0
+    text = (
+        f"labelled: label i is nodule i of the nodule table (rows 1-{n}); 0 is background"
+        if labels
+        else "binary: 1 is nodule, 0 is background"
+    )
+    return f"{text}; {seg_note}" if seg_note else text

@@ -7,6 +7,9 @@
     saved_at         UTC time, ISO 8601
     package_version  napari-lungkd's version
     model, weights_sha256, threshold, device    copied from the provenance, for a quick look
+    weights          one line: what the weights were trained on and how they score (synthetic
+                     and real CT), :func:`napari_lungkd.models.weights_card.describe_provenance`
+    labels           how to read the mask's values: "nodule i = label i" or "binary"
     provenance       the run's full provenance (a dict, or an object's ``to_dict()``)
     edits            voxels added / removed by hand against the model's mask (null: not edited)
     ct               source, series_uid, patient_id, shape, spacing, origin, direction
@@ -55,10 +58,16 @@ def provenance_dict(provenance) -> dict[str, Any]:
 
 
 def build_sidecar(
-    files: Mapping[str, Path], mask: np.ndarray, ct, provenance, edits: dict | None
+    files: Mapping[str, Path],
+    mask: np.ndarray,
+    ct,
+    provenance,
+    edits: dict | None,
+    labels: str | None = None,
 ) -> dict[str, Any]:
     """The sidecar document for one save (see the module docstring)."""
     from napari_lungkd import __version__
+    from napari_lungkd.models.weights_card import describe_provenance
 
     prov = provenance_dict(provenance)
     return {
@@ -70,6 +79,8 @@ def build_sidecar(
         "weights_sha256": prov.get("weights_sha256"),
         "threshold": prov.get("threshold"),
         "device": prov.get("device"),
+        "weights": describe_provenance(prov),
+        "labels": labels,
         "provenance": prov,
         "edits": edits,
         "ct": {

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from napari_lungkd.errors import LidcXmlError
+from napari_lungkd.lidc.bounds import placement_warnings
 from napari_lungkd.lidc.nodules import (
     Nodule,
     build_nodules,
@@ -147,6 +148,8 @@ def annotate(
     else:
         grid = xml_grid(read)
     warnings.extend(grid.warnings)
+    warnings.extend(read.warnings)
+    warnings.extend(placement_warnings(read, grid))
     masks = rasterise_read(read, grid, include_edges=include_edges)
     for m in masks:
         warnings.extend(m.warnings)

@@ -82,16 +82,16 @@ def cluster_annotations(
     """Group annotation indices into nodules: at most one per reader, closest links first."""
     n = len(masks)
     pts = [points_mm(m) for m in masks]
-    boxes = [(p.min(0), p.max(0)) if len(p) else None for p in pts]
+    lo = np.array([p.min(0) if len(p) else np.full(3, np.inf) for p in pts]).reshape(n, 3)
+    hi = np.array([p.max(0) if len(p) else np.full(3, -np.inf) for p in pts]).reshape(n, 3)
     pairs = []
     for i in range(n):
-        for j in range(i + 1, n):
-            if boxes[i] is None or boxes[j] is None:
-                continue
-            # cheap box-distance pre-check before the exact nearest-point distance
-            gap = np.maximum(0, np.maximum(boxes[i][0] - boxes[j][1], boxes[j][0] - boxes[i][1]))
-            if np.linalg.norm(gap) > tol_mm:
-                continue
+        if not len(pts[i]):
+            continue
+        # cheap box-distance pre-check (vectorised over j) before the exact nearest-point distance
+        gap = np.maximum(0, np.maximum(lo[i] - hi[i + 1 :], lo[i + 1 :] - hi[i]))
+        near = np.flatnonzero(np.linalg.norm(gap, axis=1) <= tol_mm) + i + 1
+        for j in near.tolist():
             d = _min_distance(pts[i], pts[j])
             if d <= tol_mm:
                 pairs.append((d, -shared_voxels(masks[i], masks[j]), i, j))

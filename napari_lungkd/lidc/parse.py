@@ -18,14 +18,18 @@ or malformed XML are refused with :class:`~napari_lungkd.errors.LidcXmlError`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from napari_lungkd.errors import LidcXmlError
+from napari_lungkd.lidc.xml_source import (
+    check_roi_count,
+    local_name,
+    parse_root,
+    read_source,
+)
 
 CHARACTERISTIC_NAMES = (
     "subtlety",
@@ -39,7 +43,8 @@ CHARACTERISTIC_NAMES = (
     "malignancy",
 )
 
-_MAX_BYTES = 64 * 1024 * 1024  # the largest real LIDC XML is about 2 MB
+MAX_COORDINATE = 1_000_000
+"""Edge points beyond this (pixels) belong to no CT; their outline is left out with a warning."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +140,8 @@ class LidcRead:
     header: dict[str, str]
     """Every ``ResponseHeader`` field as text (Version, DateService, TimeService, ...)."""
     sessions: tuple[ReadingSession, ...]
+    warnings: tuple[str, ...] = ()
+    """What was left out while parsing (ROIs with non-finite or absurd numbers), one line each."""
 
     @property
     def n_readers(self) -> int:
@@ -168,17 +175,13 @@ class LidcRead:
 # parsing
 
 
-def _local(tag: Any) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-
-
 def _kids(el, name: str) -> list:
-    return [c for c in el if _local(c.tag) == name]
+    return [c for c in el if local_name(c.tag) == name]
 
 
 def _text(el, name: str) -> str | None:
     for c in el:
-        if _local(c.tag) == name:
+        if local_name(c.tag) == name:
             return (c.text or "").strip()
     return None
 
@@ -190,43 +193,13 @@ def _number(text: str | None, what: str, where: str) -> float:
         raise LidcXmlError(f"{where}: {what} {text!r} is not a number.") from None
 
 
-def _read_source(source, name: str | None) -> tuple[bytes, str]:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), name or "<bytes>"
-    if hasattr(source, "read"):
-        data = source.read(_MAX_BYTES + 1)
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        return data, name or str(getattr(source, "name", "<stream>"))
-    path = Path(os.fspath(source))
-    label = name or str(path)
-    if not path.is_file():
-        raise LidcXmlError(f"{label}: no such LIDC XML file.")
-    if path.stat().st_size > _MAX_BYTES:
-        raise LidcXmlError(f"{label}: file is larger than 64 MB; not an LIDC reading XML.")
-    return path.read_bytes(), label
-
-
-def _parse_root(data: bytes, label: str):
-    import defusedxml
-    import defusedxml.ElementTree as SafeET
-
-    if len(data) > _MAX_BYTES:
-        raise LidcXmlError(f"{label}: data is larger than 64 MB; not an LIDC reading XML.")
-    try:
-        return SafeET.fromstring(data, forbid_dtd=True)
-    except defusedxml.DefusedXmlException as exc:
-        kind = type(exc).__name__
-        raise LidcXmlError(
-            f"{label}: refused unsafe XML ({kind}: DTDs, entities and external references "
-            "are not allowed in an LIDC file)."
-        ) from None
-    except SafeET.ParseError as exc:
-        raise LidcXmlError(f"{label}: not well-formed XML ({exc}).") from None
-
-
-def _parse_roi(el, where: str) -> Roi:
+def _parse_roi(el, where: str, notes: list[str]) -> Roi | None:
+    """One ROI, or None (with a line in ``notes``) when its z or an edge point is NaN, infinite or
+    beyond :data:`MAX_COORDINATE` (an outline no CT grid can hold)."""
     z = _number(_text(el, "imageZposition"), "imageZposition", where)
+    if not np.isfinite(z):
+        notes.append(f"{where}: an outline at imageZposition {z} was left out (not a finite z)")
+        return None
     sop = _text(el, "imageSOP_UID") or None
     inclusion_text = (_text(el, "inclusion") or "TRUE").upper()
     if inclusion_text not in ("TRUE", "FALSE"):
@@ -251,7 +224,15 @@ def _parse_roi(el, where: str) -> Roi:
         arr = np.array([[float(a), float(b)] for a, b in zip(xs, ys)], dtype=float)
     except ValueError:
         raise LidcXmlError(f"{where}: an edge point is not a number.") from None
-    arr = np.rint(arr.reshape(-1, 2)).astype(np.int32)
+    arr = arr.reshape(-1, 2)
+    if not np.isfinite(arr).all() or (np.abs(arr) > MAX_COORDINATE).any():
+        bad = arr[~(np.isfinite(arr).all(axis=1) & (np.abs(arr) <= MAX_COORDINATE).all(axis=1))][0]
+        notes.append(
+            f"{where}: an outline at z {z:g} mm was left out (edge point "
+            f"({bad[0]:g}, {bad[1]:g}) is not a pixel of any CT)"
+        )
+        return None
+    arr = np.rint(arr).astype(np.int32)
     return Roi(z_mm=z, sop_uid=sop, inclusion=inclusion_text == "TRUE", points_xy=arr)
 
 
@@ -260,27 +241,28 @@ def _parse_characteristics(el) -> dict[str, int]:
     if el is None:
         return out
     for c in el:
-        name = _local(c.tag)
+        name = local_name(c.tag)
         text = (c.text or "").strip()
         if not text:
             continue
         try:
             out[name] = int(float(text))
-        except ValueError:
+        except (ValueError, OverflowError):  # "nan" and "inf" are not ratings
             continue
     return out
 
 
-def _parse_session(el, index: int, label: str) -> ReadingSession:
+def _parse_session(el, index: int, label: str, notes: list[str]) -> ReadingSession:
     nodules = []
     non_nodules = []
     for child in el:
-        tag = _local(child.tag)
+        tag = local_name(child.tag)
         if tag == "unblindedReadNodule":
             nid = _text(child, "noduleID") or ""
             where = f"{label}: reader {index + 1}, nodule {nid!r}"
             chars = _kids(child, "characteristics")
-            rois = tuple(_parse_roi(r, where) for r in _kids(child, "roi"))
+            parsed = (_parse_roi(r, where, notes) for r in _kids(child, "roi"))
+            rois = tuple(r for r in parsed if r is not None)
             nodules.append(
                 NoduleMark(
                     nodule_id=nid,
@@ -292,14 +274,20 @@ def _parse_session(el, index: int, label: str) -> ReadingSession:
             nid = _text(child, "nonNoduleID") or ""
             where = f"{label}: reader {index + 1}, non-nodule {nid!r}"
             locus = _kids(child, "locus")
-            x = y = 0
+            xf = yf = 0.0
             if locus:
-                x = int(round(_number(_text(locus[0], "xCoord"), "xCoord", where)))
-                y = int(round(_number(_text(locus[0], "yCoord"), "yCoord", where)))
+                xf = _number(_text(locus[0], "xCoord"), "xCoord", where)
+                yf = _number(_text(locus[0], "yCoord"), "yCoord", where)
+            z = _number(_text(child, "imageZposition"), "imageZposition", where)
+            values = np.array([xf, yf, z])
+            if not np.isfinite(values).all() or (np.abs(values[:2]) > MAX_COORDINATE).any():
+                notes.append(f"{where}: left out (its position {tuple(values)} is not finite)")
+                continue
+            x, y = int(round(xf)), int(round(yf))
             non_nodules.append(
                 NonNodule(
                     non_nodule_id=nid,
-                    z_mm=_number(_text(child, "imageZposition"), "imageZposition", where),
+                    z_mm=z,
                     sop_uid=_text(child, "imageSOP_UID") or None,
                     x=x,
                     y=y,
@@ -319,9 +307,9 @@ def parse_lidc_xml(source, name: str | None = None) -> LidcRead:
 
     ``name`` labels the data in error messages (defaults to the path or the stream's name).
     """
-    data, label = _read_source(source, name)
-    root = _parse_root(data, label)
-    kind = _local(root.tag)
+    data, label = read_source(source, name)
+    root = parse_root(data, label)
+    kind = local_name(root.tag)
     if kind == "IdriReadMessage":
         raise LidcXmlError(
             f"{label}: this is a chest-radiograph read (IdriReadMessage), not a CT read; "
@@ -331,12 +319,14 @@ def parse_lidc_xml(source, name: str | None = None) -> LidcRead:
         raise LidcXmlError(
             f"{label}: root element <{kind}> is not an LIDC CT read (LidcReadMessage)."
         )
+    check_roi_count(root, label)
     header: dict[str, str] = {}
     for h in _kids(root, "ResponseHeader"):
         for c in h:
-            header[_local(c.tag)] = (c.text or "").strip()
+            header[local_name(c.tag)] = (c.text or "").strip()
+    notes: list[str] = []
     sessions = tuple(
-        _parse_session(s, i, label) for i, s in enumerate(_kids(root, "readingSession"))
+        _parse_session(s, i, label, notes) for i, s in enumerate(_kids(root, "readingSession"))
     )
     series = header.get("SeriesInstanceUid") or header.get("SeriesInstanceUID") or None
     return LidcRead(
@@ -346,7 +336,14 @@ def parse_lidc_xml(source, name: str | None = None) -> LidcRead:
         study_uid=header.get("StudyInstanceUID") or header.get("StudyInstanceUid") or None,
         header=header,
         sessions=sessions,
+        warnings=_summarise(notes),
     )
+
+
+def _summarise(notes: list[str], most: int = 5) -> tuple[str, ...]:
+    if len(notes) <= most:
+        return tuple(notes)
+    return (*notes[:most], f"... and {len(notes) - most} more outline(s) or mark(s) left out")
 
 
 def read_lidc_xml(path) -> LidcRead:

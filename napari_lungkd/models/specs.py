@@ -46,6 +46,7 @@ class ModelSpec:
     classes: int = 1
 
     def __post_init__(self) -> None:
+        _check_numbers(self)
         if self.context_slices < 1 or self.context_slices % 2 == 0:
             raise ModelError(
                 f"Model spec {self.name!r} has context_slices={self.context_slices}; it must be odd (1, 3, 5...)."
@@ -100,6 +101,32 @@ class ModelSpec:
 
     def with_(self, **changes) -> ModelSpec:
         return replace(self, **changes)
+
+
+def _check_numbers(spec: ModelSpec) -> None:
+    """Refuse impossible numbers (a weights header can say anything): non-integer counts, a size
+    multiple or class count below 1, non-finite HU values, a standard deviation that is not > 0."""
+    for key in ("context_slices", "size_multiple", "classes"):
+        value = getattr(spec, key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
+            raise ModelError(
+                f"Model spec {spec.name!r} has {key}={value!r}; it must be a whole number from 1."
+            )
+    try:
+        numbers = [float(v) for v in (*spec.hu_window, spec.mean_hu, spec.std_hu, spec.threshold)]
+    except (TypeError, ValueError):
+        raise ModelError(f"Model spec {spec.name!r} has a value that is not a number.") from None
+    if len(spec.hu_window) != 2 or not np.isfinite(numbers).all():
+        raise ModelError(
+            f"Model spec {spec.name!r} has a non-finite HU window, mean, std or threshold."
+        )
+    if not spec.std_hu > 0:
+        raise ModelError(f"Model spec {spec.name!r} has std_hu={spec.std_hu}; it must be > 0.")
+    t = spec.target_spacing_mm
+    if t is not None and not (isinstance(t, (int, float)) and np.isfinite(t) and t > 0):
+        raise ModelError(
+            f"Model spec {spec.name!r} has target_spacing_mm={t!r}; it must be None or > 0."
+        )
 
 
 SPECS: dict[str, ModelSpec] = {

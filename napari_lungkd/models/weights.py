@@ -16,12 +16,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from napari_lungkd.errors import WeightsError
 from napari_lungkd.files import atomic_path
 from napari_lungkd.models.specs import get_spec
+from napari_lungkd.models.weights_checks import BUNDLED_DIR, pinned_sha256s
 from napari_lungkd.models.weights_file import (
     FORMAT_VERSION,
     METADATA_KEY,
@@ -48,6 +50,7 @@ __all__ = [
     "list_weights",
     "load_state_into",
     "load_weights",
+    "pinned_sha256s",
     "read_registry",
     "resolve_weights",
     "save_weights",
@@ -55,8 +58,6 @@ __all__ = [
     "user_weights_dir",
     "verify",
 ]
-
-BUNDLED_DIR = Path(__file__).resolve().parent / "weights_data"
 
 
 # ---- where weights live ----------------------------------------------------------------------
@@ -127,7 +128,7 @@ def resolve_weights(model_name: str, path=None, registry=None) -> Path:
         p = Path(path).expanduser()
         if not p.is_file():
             raise WeightsError(f"Weights file {p} does not exist.")
-        return p
+        return p.absolute()  # provenance names the file every result came from
     name = get_spec(model_name).name
     looked = []
     user = user_weights_dir() / f"{name}{SUFFIX}"
@@ -165,13 +166,20 @@ def verify(path, registry=None) -> WeightsInfo:
     from napari_lungkd.models.specs import build_model
 
     path = Path(path)
-    state, info = load_weights(path, expected_sha256=expected_hash_for(path, registry))
+    state, info = load_weights(
+        path, expected_sha256=expected_hash_for(path, registry), registry=registry
+    )
     load_state_into(build_model(info.spec), state, path)
     return info
 
 
-def install(source: str, sha256: str | None = None, dest_dir=None) -> WeightsInfo:
-    """Copy (or download) a weights file into the user folder as ``<model>.safetensors``, verified."""
+def install(
+    source: str, sha256: str | None = None, dest_dir=None, overwrite: bool = True
+) -> WeightsInfo:
+    """Copy (or download) a weights file into the user folder as ``<model>.safetensors``, verified.
+
+    With ``overwrite=False`` an installed file with other contents is kept and a WeightsError
+    says so (installing the same file again is fine)."""
     dest_dir = Path(dest_dir) if dest_dir is not None else user_weights_dir()
     if source.startswith(("http://", "https://")):
         src = download(source, sha256)
@@ -187,9 +195,14 @@ def install(source: str, sha256: str | None = None, dest_dir=None) -> WeightsInf
         raise WeightsError(f"Weights file {src} is not a {SUFFIX} file; export it first.")
     info = verify(src)
     target = dest_dir / f"{info.spec.name}{SUFFIX}"
+    if not overwrite and target.is_file() and file_sha256(target) != info.sha256:
+        raise WeightsError(
+            f"{target} is already installed (SHA-256 {file_sha256(target)[:12]}...); it was kept. "
+            "Install with overwrite to replace it."
+        )
     with atomic_path(target) as tmp:
         shutil.copyfile(src, tmp)
-    return WeightsInfo(info.spec, info.metadata, info.sha256, target, info.n_tensors, info.warnings)
+    return replace(info, path=target)
 
 
 def list_weights(registry=None) -> list[dict[str, Any]]:

@@ -2,14 +2,20 @@
 
 The metadata header holds one JSON document under the key ``"lungkd"``::
 
-    {"format": 1, "spec": {...ModelSpec...}, "preprocessing": {...}, "training": {...},
+    {"format": 2, "spec": {...ModelSpec...}, "preprocessing": {...}, "training": {...},
      "data_split": {...}, "metrics": {...}, "package_version": "0.1.0",
-     "tensors_sha256": "<hash of every tensor's name, dtype, shape and bytes>"}
+     "tensors_sha256": "<hash of every tensor's name, dtype, shape and bytes>",
+     "header_sha256": "<hash of this header, without this field, as canonical JSON>"}
 
-``tensors_sha256`` lets a file check itself (a flipped byte in any tensor is found); the SHA-256
-of the whole *file* is what registries and provenance pin (:func:`file_sha256`). safetensors holds
+``tensors_sha256`` and ``header_sha256`` let a file check itself: a flipped byte in any tensor, or
+a threshold changed in the header, is found. Format 1 files (before 0.2) hashed the tensors only,
+so their header could be changed unnoticed: they are read only when the SHA-256 of the whole file
+is a pinned one (the bundled files and the registry's, :func:`pinned_sha256s`). That file SHA-256
+is also what provenance records (:func:`file_sha256`), with a warning when a file is not pinned.
+Specs with impossible values and non-finite or mis-shaped tensors are refused. safetensors holds
 no pickle, so reading a weights file can never run code; old-style PyTorch checkpoints
-(``.pt``/``.pth``) are read only with ``torch.load(weights_only=True)``.
+(``.pt``/``.pth``) are read only with ``torch.load(weights_only=True)``, after their zip directory
+is checked (a zip bomb is refused before it is inflated).
 """
 
 from __future__ import annotations
@@ -24,9 +30,17 @@ from napari_lungkd import __version__
 from napari_lungkd.errors import LungKDError, WeightsError
 from napari_lungkd.files import atomic_path
 from napari_lungkd.models.specs import ModelSpec
+from napari_lungkd.models.weights_checks import (
+    check_finite,
+    check_header,
+    check_scales,
+    check_zip,
+    header_sha256,
+    pinned_sha256s,
+)
 
 METADATA_KEY = "lungkd"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SUFFIX = ".safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt")
 
@@ -41,6 +55,9 @@ class WeightsInfo:
     path: Path
     n_tensors: int = 0
     warnings: tuple[str, ...] = field(default=())
+    pinned: bool = False
+    """The file's SHA-256 is one of the pinned ones (bundled or registry)."""
+    format_version: int = FORMAT_VERSION
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -48,6 +65,8 @@ class WeightsInfo:
             "model": self.spec.name,
             "encoder": self.spec.encoder,
             "sha256": self.sha256,
+            "pinned": self.pinned,
+            "format": self.format_version,
             "n_tensors": self.n_tensors,
             "package_version": self.metadata.get("package_version"),
             "metrics": self.metadata.get("metrics", {}),
@@ -129,7 +148,9 @@ def save_weights(
         }
     )
     try:
-        text = json.dumps(header, allow_nan=False, default=str)
+        header = json.loads(json.dumps(header, allow_nan=False, default=str))  # as it will be read
+        header["header_sha256"] = header_sha256(header)
+        text = json.dumps(header, allow_nan=False)
     except ValueError as exc:
         raise WeightsError(f"Metadata for weights file {path} is not valid JSON ({exc}).") from exc
     with atomic_path(path, overwrite=overwrite) as tmp:
@@ -156,6 +177,8 @@ def _read_safetensors(path: Path):
         header = json.loads(meta[METADATA_KEY])
     except json.JSONDecodeError as exc:
         raise WeightsError(f"Weights file {path} has a broken metadata header ({exc}).") from exc
+    if not isinstance(header, dict):
+        raise WeightsError(f"Weights file {path} has a metadata header that is not a JSON object.")
     return state, header
 
 
@@ -164,6 +187,7 @@ def _read_pickled(path: Path, expected_spec: ModelSpec | None):
 
     import torch
 
+    check_zip(path)
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError) as exc:
@@ -196,12 +220,19 @@ def _read_pickled(path: Path, expected_spec: ModelSpec | None):
     return state, header
 
 
-def load_weights(path, expected_spec: ModelSpec | None = None, expected_sha256: str | None = None):
+def load_weights(
+    path,
+    expected_spec: ModelSpec | None = None,
+    expected_sha256: str | None = None,
+    registry=None,
+):
     """Read and check a weights file; return ``(state_dict, WeightsInfo)``.
 
-    Refuses (WeightsError) a file whose SHA-256 is not ``expected_sha256``, whose tensors do not
-    match the hash in its own header (tampered or corrupted), or whose architecture is not the one
-    of ``expected_spec``.
+    Refuses (WeightsError) a file whose SHA-256 is not ``expected_sha256``, whose tensors or header
+    do not match the hashes in its header (tampered or corrupted), a format-1 file that is not
+    pinned (see the module docstring), a spec with impossible values, non-finite tensors, or an
+    architecture that is not the one of ``expected_spec``. ``registry``: the registry whose
+    hashes count as pinned (default: the bundled one).
     """
     path = Path(path)
     if not path.is_file():
@@ -212,6 +243,8 @@ def load_weights(path, expected_spec: ModelSpec | None = None, expected_sha256: 
             f"Weights file {path} has SHA-256 {sha[:12]}..., not the expected {expected_sha256[:12]}...; it was changed or is the wrong file."
         )
     warnings: list[str] = []
+    pinned = bool(expected_sha256) or sha.lower() in pinned_sha256s(registry)
+    version = 0
     if path.suffix in PICKLE_SUFFIXES:
         state, header = _read_pickled(path, expected_spec)
         warnings.append(
@@ -219,6 +252,7 @@ def load_weights(path, expected_spec: ModelSpec | None = None, expected_sha256: 
         )
     else:
         state, header = _read_safetensors(path)
+        version = check_header(path, header, pinned, FORMAT_VERSION)
         want = header.get("tensors_sha256")
         if not want:
             raise WeightsError(
@@ -228,11 +262,18 @@ def load_weights(path, expected_spec: ModelSpec | None = None, expected_sha256: 
             raise WeightsError(
                 f"Weights file {path} fails its content check (tensors changed after it was written); it was tampered with or corrupted."
             )
+    check_scales(state, path)
     state = _to_float(state, path)
+    check_finite(state, path)
     try:
         spec = ModelSpec.from_dict(header["spec"])
-    except (LungKDError, TypeError, KeyError) as exc:
+    except (LungKDError, TypeError, KeyError, ValueError) as exc:
         raise WeightsError(f"Weights file {path} has an unusable model spec ({exc}).") from exc
+    if not pinned:
+        warnings.append(
+            f"{path.name} (SHA-256 {sha[:12]}...) is not one of the pinned weights files "
+            "(bundled or registry); results name this file and its SHA-256"
+        )
     if expected_spec is not None and spec.architecture() != expected_spec.architecture():
         raise WeightsError(
             f"Weights file {path} is for {spec.architecture()}, not for model {expected_spec.name!r} {expected_spec.architecture()}."
@@ -244,6 +285,8 @@ def load_weights(path, expected_spec: ModelSpec | None = None, expected_sha256: 
         path=path,
         n_tensors=len(state),
         warnings=tuple(warnings),
+        pinned=pinned,
+        format_version=version,
     )
     return state, info
 

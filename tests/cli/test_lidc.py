@@ -30,7 +30,7 @@ def test_json_lists_annotations_and_nodules(xml_file, tmp_path, capsys):
     (nod,) = doc["nodules"]
     assert (nod["annotations"], nod["n_readers"], nod["consensus_voxels"]) == ([0, 1], 2, 23)
     assert doc["grid"]["kind"] == "xml" and doc["grid"]["shape_zyx"] == [4, 512, 512]
-    assert "2 readers, 2 outlines, 1 nodules" in capsys.readouterr().out
+    assert "2 readers, 2 outlines, 1 nodule (" in capsys.readouterr().out
 
 
 def test_level_and_edges_change_the_numbers(xml_file, tmp_path):

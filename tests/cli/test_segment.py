@@ -62,13 +62,17 @@ def test_segment_single_ct_writes_mask_csv_and_report_in_ct_geometry(tmp_path):
     np.testing.assert_allclose(mask_img.GetOrigin(), ct_img.GetOrigin(), atol=1e-4)
     np.testing.assert_allclose(mask_img.GetDirection(), ct_img.GetDirection(), atol=1e-6)
     mask = sitk.GetArrayFromImage(mask_img)
-    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
     report = json.loads((case_dir / "report.json").read_text())
     student = report["models"]["student"]
     assert student["provenance"]["weights_sha256"] == "random-init (testing)"
-    assert student["mask_voxels"] == int(mask.sum())
+    assert student["mask_voxels"] == int(np.count_nonzero(mask))
     rows = list(csv.DictReader((case_dir / "student_nodules.csv").open()))
-    assert len(rows) == student["n_nodules"]
+    assert len(rows) == student["n_nodules"] >= 1
+    # labelled: label i is row i of the CSV (its voxel count), nothing else in the mask
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == set(range(len(rows) + 1))
+    for row in rows:
+        assert int(row["n_voxels"]) == int((mask == int(row["label"])).sum())
+    assert "random weights" in student["weights"]
     assert json.loads(summary.read_text())["cases"][0]["case"] == "chest"
     # a second run does not overwrite the masks unless asked
     assert (
@@ -275,3 +279,44 @@ def test_evaluate_without_any_xml_is_refused(tmp_path, capsys):
         == 2
     )
     assert "No LIDC XML" in capsys.readouterr().err
+
+
+def test_operating_point_and_classifier_reach_the_segmenter_and_bad_values_are_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    import napari_lungkd.inference as inference
+
+    seen = {}
+    ct_path = tmp_path / "ct.nii.gz"
+    write_ct(ct_path)
+    from napari_lungkd.errors import ModelError
+
+    def record(model, weights=None, settings=None, **kw):
+        seen[model] = settings
+        raise ModelError("recorded")
+
+    monkeypatch.setattr(inference, "Segmenter", record)
+    code = main(
+        [
+            "segment",
+            str(ct_path),
+            "--operating-point",
+            "0.25",
+            "--classifier",
+            "off",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert (
+        code == 2
+        and seen["student"].operating_point == 0.25
+        and seen["student"].classifier == "off"
+    )
+    monkeypatch.undo()
+    capsys.readouterr()
+    code = main(
+        ["segment", str(ct_path), "--operating-point", "1.5", "--out", str(tmp_path / "o2")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "operating_point must lie in [0, 1]" in err[0]

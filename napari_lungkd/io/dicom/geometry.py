@@ -13,6 +13,7 @@ import numpy as np
 
 from napari_lungkd.io.dicom.header import Frame
 from napari_lungkd.io.dicom.majority import drop_minority, most_common
+from napari_lungkd.io.validate import spacing_problem
 
 DUPLICATE_TOLERANCE_MM = 0.01
 _SPACING_TOLERANCE = 0.01  # relative deviation from the median spacing that counts as uneven
@@ -48,6 +49,8 @@ def order_frames(frames: list[Frame], z_spacing_hint_mm: float | None = None) ->
     """
     warnings: list[str] = []
     notes: dict = {}
+    frames = _finite_only(frames, "iop", "ImageOrientationPatient", warnings)
+    frames = _finite_only(frames, "ipp", "ImagePositionPatient", warnings)
     iops = [tuple(round(v, 4) for v in f.iop) if f.iop else None for f in frames]
     if any(o is not None for o in iops):
         frames, iop, left_out = drop_minority(
@@ -115,6 +118,9 @@ def order_frames(frames: list[Frame], z_spacing_hint_mm: float | None = None) ->
     if pixel_spacing is None:
         pixel_spacing = (1.0, 1.0)
         warnings.append("no PixelSpacing: assumed 1 mm pixels")
+    problem = spacing_problem(pixel_spacing, ("PixelSpacing[0]", "PixelSpacing[1]"))
+    if problem:
+        raise GeometryError(f"{problem} (e.g. in {frames[0].path.name})")
     direction = np.column_stack([row, col, normal])
     return OrderedFrames(
         frames=tuple(frames),
@@ -129,6 +135,12 @@ def order_frames(frames: list[Frame], z_spacing_hint_mm: float | None = None) ->
 
 def _slice_spacing(positions: np.ndarray, hint_mm, warnings: list[str], notes: dict) -> float:
     if len(positions) < 2:
+        if hint_mm and spacing_problem([hint_mm], ["SliceThickness"]):
+            warnings.append(
+                f"SliceThickness/SpacingBetweenSlices {hint_mm} is not a plausible slice "
+                "thickness: assumed 1 mm"
+            )
+            hint_mm = None
         notes["z_spacing_source"] = "header (single slice)" if hint_mm else "default 1 mm"
         return float(hint_mm) if hint_mm and hint_mm > 0 else 1.0
     gaps = np.diff(positions)
@@ -158,6 +170,28 @@ def _slice_spacing(positions: np.ndarray, hint_mm, warnings: list[str], notes: d
     if irregular:
         return round(median, 6)
     return round(float(positions[-1] - positions[0]) / (len(positions) - 1), 6)
+
+
+def _finite_only(frames: list[Frame], attr: str, tag: str, warnings: list[str]) -> list[Frame]:
+    """Leave out slices whose ``tag`` holds NaN or inf (with a warning); refuse if all do."""
+    bad = [
+        f
+        for f in frames
+        if getattr(f, attr) is not None and not np.isfinite(getattr(f, attr)).all()
+    ]
+    bad_ids = {id(f) for f in bad}
+    if not bad:
+        return frames
+    if len(bad) == len(frames):
+        value = tuple(getattr(bad[0], attr))
+        raise GeometryError(
+            f"{tag} is {value} in every slice (e.g. {bad[0].path.name}), not finite"
+        )
+    warnings.append(
+        f"left out {len(bad)} slice(s) whose {tag} is not finite (e.g. {bad[0].path.name}: "
+        f"{tuple(getattr(bad[0], attr))})"
+    )
+    return [f for f in frames if id(f) not in bad_ids]
 
 
 def _tilt_deg(offset: np.ndarray, normal: np.ndarray) -> float:

@@ -192,3 +192,75 @@ def _rescale_into(dst: np.ndarray, raw: np.ndarray, frame: Frame, padding) -> in
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:200] if lines else type(exc).__name__
+
+
+# ---- impossible values: repaired with a warning, or refused ---------------------------------
+
+_MAX_SLOPE, _MAX_INTERCEPT = 1000.0, 100000.0
+_MAX_PLAUSIBLE_HU = 31000  # CT's extended scale ends near 30,700 HU
+
+
+def _rescale_ok(frame: Frame) -> bool:
+    s, b = frame.slope, frame.intercept
+    return bool(
+        np.isfinite(s) and 0 < s <= _MAX_SLOPE and np.isfinite(b) and abs(b) <= _MAX_INTERCEPT
+    )
+
+
+def check_rescale(frames: list[Frame], where: str) -> tuple[list[Frame], list[str]]:
+    """Slices whose RescaleSlope is NaN, inf, 0 or negative, or whose RescaleIntercept is NaN or
+    inf, get the series' most common valid pair, with a warning naming a file; refused
+    (:class:`CtLoadError`) when no slice has a valid pair."""
+    from collections import Counter
+    from dataclasses import replace
+
+    from napari_lungkd.errors import CtLoadError
+
+    bad = [f for f in frames if not _rescale_ok(f)]
+    if not bad:
+        return frames, []
+    first = bad[0]
+    value = f"RescaleSlope {first.slope:g}, RescaleIntercept {first.intercept:g}"
+    good = Counter((f.slope, f.intercept) for f in frames if _rescale_ok(f))
+    if not good:
+        raise CtLoadError(
+            f"{where}: no slice has a usable RescaleSlope/RescaleIntercept (e.g. {first.path}: "
+            f"{value}), so its values cannot be turned into HU; it was not loaded."
+        )
+    slope, intercept = good.most_common(1)[0][0]
+    fixed = [f if _rescale_ok(f) else replace(f, slope=slope, intercept=intercept) for f in frames]
+    return fixed, [
+        f"{len(bad)} slice(s) had an impossible RescaleSlope/RescaleIntercept (e.g. "
+        f"{first.path.name}: {value}); the series' usual slope {slope:g} and intercept "
+        f"{intercept:g} were used instead"
+    ]
+
+
+def fix_pixel_representation(
+    hu: np.ndarray, frames: tuple[Frame, ...], images: dict[Path, DicomImage]
+) -> tuple[np.ndarray, str | None]:
+    """Re-read as signed a 16-bit series marked unsigned (PixelRepresentation 0) whose HU only make
+    sense signed: stored values >= 32768 that give HU above CT's scale become negative."""
+    formats = {images[f.path].pixels for f in frames}
+    if any(fmt.signed or fmt.bits_stored != 16 for fmt in formats) or hu.dtype.kind != "f":
+        return hu, None
+    if float(np.nanmax(hu)) <= _MAX_PLAUSIBLE_HU:
+        return hu, None
+    fixed = np.empty_like(hu)
+    for k, frame in enumerate(frames):
+        stored = np.rint((hu[k].astype(np.float64) - frame.intercept) / frame.slope)
+        stored[stored >= 32768] -= 65536
+        fixed[k] = stored * frame.slope + frame.intercept
+    if float(np.nanmax(fixed)) > _MAX_PLAUSIBLE_HU:
+        return hu, None  # not a sign mix-up: validate_ct says what is wrong
+    note = (
+        f"PixelRepresentation says unsigned (e.g. {frames[0].path.name}), but the values reach "
+        f"{float(np.nanmax(hu)):.0f} HU, beyond CT's scale; they were read as signed 16-bit"
+    )
+    if (
+        np.array_equal(fixed, np.rint(fixed))
+        and fixed.min() >= _INT16_MIN
+        and fixed.max() <= _INT16_MAX
+    ):
+        fixed = fixed.astype(np.int16)
+    return fixed, note

@@ -22,10 +22,24 @@ from napari_lungkd.errors import CtLoadError
 from napari_lungkd.io.dicom.geometry import GeometryError, order_frames
 from napari_lungkd.io.dicom.header import DicomImage, NotCtImage, read_image_header
 from napari_lungkd.io.dicom.majority import drop_minority
-from napari_lungkd.io.dicom.pixels import AIR_HU, read_volume
+from napari_lungkd.io.dicom.pixels import (
+    AIR_HU,
+    check_rescale,
+    fix_pixel_representation,
+    read_volume,
+)
 from napari_lungkd.io.orientation import to_identity
 from napari_lungkd.io.sniff import DICOM_SUFFIXES
+from napari_lungkd.io.validate import check_memory, validate_ct
 
+_DICOM_TAGS = {
+    "spacing_z": "the slice spacing (ImagePositionPatient / SliceThickness)",
+    "spacing_y": "PixelSpacing[0]",
+    "spacing_x": "PixelSpacing[1]",
+    "origin": "ImagePositionPatient",
+    "direction": "ImageOrientationPatient",
+    "voxels": "the pixel data (after RescaleSlope/RescaleIntercept)",
+}
 _MAX_NAMED = 5  # skipped files named one by one in the warnings; the rest are counted
 _HEADER_FIELDS = {
     "patient_id": "PatientID",
@@ -46,9 +60,12 @@ _HEADER_FIELDS = {
 }
 
 
-def load_dicom_folder(folder: Path, series_uid: str | None = None) -> CtVolume:
-    """Load one CT series found anywhere under ``folder``."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+def load_dicom_folder(
+    folder: Path, series_uid: str | None = None, recursive: bool = True
+) -> CtVolume:
+    """Load one CT series found anywhere under ``folder`` (only in it, unless ``recursive``)."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in found if p.is_file() and not p.name.startswith("."))
     if not files:
         raise CtLoadError(f"Folder {folder} is empty: there is no CT image in it.")
     images: list[DicomImage] = []
@@ -96,7 +113,9 @@ def load_dicom_folder(folder: Path, series_uid: str | None = None) -> CtVolume:
 
 
 def load_dicom_file(path: Path, series_uid: str | None = None) -> CtVolume:
-    """Load a single DICOM file: one CT slice, or every frame of an Enhanced (multi-frame) CT."""
+    """Load a single DICOM file: every frame of an Enhanced (multi-frame) CT; for one slice of a
+    series, the whole series from the file's folder (files with its SeriesInstanceUID), as
+    radiology viewers do, with a warning saying so; a slice alone in its folder is one slice."""
     try:
         image = read_image_header(path)
     except NotCtImage as exc:
@@ -113,6 +132,20 @@ def load_dicom_file(path: Path, series_uid: str | None = None) -> CtVolume:
         raise CtLoadError(f"{path} {exc.reason}.") from None
     if series_uid is not None and image.series_uid != series_uid:
         raise CtLoadError(f"{path} belongs to series {image.series_uid}, not {series_uid}.")
+    if not image.multi_frame:
+        try:
+            ct = load_dicom_folder(path.parent, image.series_uid, recursive=False)
+        except CtLoadError:  # the rest of the series cannot be assembled: the file alone
+            return _assemble([image], path, [], [], {})
+        files = {Path(f).resolve() for f in ct.metadata.get("slice_files") or ()}
+        if len(files) > 1 and path.resolve() in files:
+            from dataclasses import replace
+
+            note = (
+                f"{path.name} is one slice of a series; loaded the whole series "
+                f"({len(files)} slices, SeriesInstanceUID {image.series_uid}) from {path.parent}"
+            )
+            return replace(ct, warnings=(note, *ct.warnings))
     return _assemble([image], path, [], [], {})
 
 
@@ -175,11 +208,17 @@ def _assemble(
                 "open one multi-frame file at a time."
             )
         frames = [f for image in images for f in image.frames]
+        frames, rescale_notes = check_rescale(frames, where)
         try:
             ordered = order_frames(frames, _spacing_hint(images[0]))
         except GeometryError as exc:
             raise CtLoadError(f"{where}: {exc}.") from None
         by_path = {image.path: image for image in images}
+        rows, columns = images[0].pixels.rows, images[0].pixels.columns
+        n = len(ordered.frames)
+        check_memory(
+            n * rows * columns * 4, f"{where} declares {columns} x {rows} pixels x {n} slices"
+        )
         pixels = read_volume(ordered.frames, by_path)
         if not pixels.failures:
             break
@@ -193,9 +232,13 @@ def _assemble(
         named = [f"{Path(p).name} ({reason})" for p, reason in skipped[:_MAX_NAMED]]
         more = f" and {len(skipped) - _MAX_NAMED} more" if len(skipped) > _MAX_NAMED else ""
         warnings.insert(0, f"skipped {len(skipped)} unreadable file(s): {'; '.join(named)}{more}")
+    warnings.extend(rescale_notes)
     warnings.extend(ordered.warnings)
+    hu, sign_note = fix_pixel_representation(pixels.hu, ordered.frames, by_path)
+    if sign_note:
+        warnings.append(sign_note)
     hu, spacing, origin, direction, change = to_identity(
-        pixels.hu, ordered.spacing_mm, ordered.origin_mm, ordered.direction
+        hu, ordered.spacing_mm, ordered.origin_mm, ordered.direction
     )
     frames = ordered.frames
     sop_uids: tuple[str, ...] | None = tuple(f.sop_uid for f in frames)
@@ -244,7 +287,7 @@ def _assemble(
         if pixels.padded_voxels:
             meta["padding_note"] = f"{pixels.padded_voxels} padding pixels set to {AIR_HU} HU (air)"
     patient = meta.pop("patient_id", None)
-    return CtVolume(
+    ct = CtVolume(
         hu=hu,
         spacing_mm=tuple(float(s) for s in spacing),  # type: ignore[arg-type]
         origin_mm=tuple(float(v) for v in origin),  # type: ignore[arg-type]
@@ -257,6 +300,7 @@ def _assemble(
         metadata=meta,
         warnings=tuple(warnings),
     )
+    return validate_ct(ct, _DICOM_TAGS)
 
 
 def _spacing_hint(image: DicomImage) -> float | None:

@@ -191,3 +191,27 @@ def test_lidc0001_seg_and_nifti_overlay_left_upper_blob(lidc0001, tmp_path):
     lps = np.array(sorted(_check_overlay(ct, mask, tmp_path)))
     assert (lps[:, 0] > 60).all()  # patient's left
     assert (lps[:, 2] > np.median(ct.z_positions_mm)).all()  # superior half
+
+
+def test_labelled_mask_gives_one_segment_per_nodule_and_reads_back_labelled(tmp_path):
+    from napari_lungkd.io import load_ct
+    from napari_lungkd.io.dicom import seg as seg_module
+    from napari_lungkd.io.masks import save_mask
+
+    write_series(tmp_path / "series", iop=(1, 0, 0, 0, 1, 0))
+    ct = load_ct(tmp_path / "series")
+    labels = np.zeros(ct.shape, np.uint16)
+    labels[1:3, 2:5, 2:5], labels[3, 10:12, 10:12], labels[5, 20, 15] = 1, 2, 3
+    files = save_mask(tmp_path / "m.nii.gz", labels, ct, dicom_seg=True, labels=True)
+    seg = pydicom.dcmread(files["dicom_seg"])
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == [f"lung nodule {i}" for i in (1, 2, 3)]
+    np.testing.assert_array_equal(read_dicom_seg(files["dicom_seg"], ct), labels)
+    np.testing.assert_array_equal(read_dicom_seg(files["dicom_seg"], ct, 2), labels == 2)
+    import json
+
+    note = json.loads(files["sidecar"].read_text())["labels"]
+    assert "label i is nodule i" in note and "one segment per nodule (" in note
+    # binary masks, and more labels than segments allowed, keep one segment (and say so)
+    assert seg_module.segment_plan(labels, labels=False)[0] == 1
+    n, why = seg_module.segment_plan(np.full(3, seg_module.MAX_SEGMENTS + 1), labels=True)
+    assert n == 1 and "one segment holding all" in why

@@ -180,13 +180,29 @@ def test_one_broken_file_among_good_ones_is_skipped_by_name(tmp_path):
 
 
 def test_single_file_and_single_slice_geometry(tmp_path):
-    series = write_series(tmp_path, 3)
-    ct = load_ct(series.files[1])
+    series = write_series(tmp_path / "s", 3)
+    alone = tmp_path / "alone"  # a truly single-slice CT: the only file of its series and folder
+    alone.mkdir()
+    (alone / series.files[1].name).write_bytes(series.files[1].read_bytes())
+    ct = load_ct(alone / series.files[1].name)
     assert ct.shape == (1, 6, 7)
+    assert not any("one slice of a series" in w for w in ct.warnings)
     np.testing.assert_array_equal(ct.hu[0], series.hu[1])
     assert ct.spacing_mm == pytest.approx((2.5, 0.7, 0.8))  # SliceThickness for one slice
     assert ct.origin_mm == pytest.approx((-100.0, -120.0, -47.5))
     assert ct.sop_uids == (series.sop_uids[1],)
+
+
+def test_one_file_of_a_series_loads_the_whole_series_and_says_so(tmp_path):
+    series = write_series(tmp_path / "series", 4)
+    other = write_series(tmp_path / "series", 2, names=["x1.dcm", "x2.dcm"])  # same folder
+    ct = load_ct(series.files[2])
+    np.testing.assert_array_equal(ct.hu, series.hu)
+    assert list(ct.sop_uids) == series.sop_uids and ct.series_uid == series.series_uid
+    note = ct.warnings[0]
+    assert series.files[2].name in note and "whole series (4 slices" in note
+    assert other.series_uid not in ct.sop_uids
+    assert load_ct(other.files[0]).shape[0] == 2  # the file's own series, not the larger one
 
 
 def test_flipped_row_direction_is_reoriented_to_identity(tmp_path):
