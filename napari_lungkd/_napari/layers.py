@@ -29,6 +29,11 @@ def _placement(ct: CtVolume) -> dict:
     return placement
 
 
+def patient_label(ct) -> str:
+    """What names a patient's layers: the patient ID, else the CT's own short name."""
+    return (getattr(ct, "patient_id", "") or getattr(ct, "name", "") or "CT").strip()
+
+
 def layer_name(ct: CtVolume) -> str:
     """The patient and the end of the series UID (``LIDC-IDRI-0001 20603192``), else the file."""
     return ct.name

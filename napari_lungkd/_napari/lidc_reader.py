@@ -60,7 +60,18 @@ def consensus_metadata(lidc) -> dict:
     }
 
 
-def _labels_tuples(lidc, base_kwargs: dict, consensus=None) -> list:
+def reader_colour(reader: int) -> str:
+    """Reader ``reader`` (0-based): one of the readers' blues (see :data:`result_layers.LEGEND`)."""
+    from napari_lungkd._napari.result_layers import READER_COLOURS
+
+    return READER_COLOURS[reader % len(READER_COLOURS)]
+
+
+def _labels_tuples(lidc, base_kwargs: dict, consensus=None, ct=None) -> list:
+    """Layer tuples: reader ``r`` as label ``r + 1`` in its colour, then the consensus (nodule i = i+1).
+    On a CT the names say whose they are (``LIDC-IDRI-0001 · LIDC reader 1``)."""
+    from napari_lungkd._napari.result_layers import COLOURS, labels_colormap, title
+
     out = []
     meta = dict(base_kwargs.get("metadata", {}))
     xml_name = Path(lidc.read.source).name
@@ -72,14 +83,16 @@ def _labels_tuples(lidc, base_kwargs: dict, consensus=None) -> list:
             "lungkd_reader": r + 1,
             "lungkd_xml": xml_name,
         }
-        kwargs["name"] = f"{READER_PREFIX} {r + 1}"
-        kwargs["opacity"] = 0.5
-        # each reader gets its own label value, hence its own colour
-        out.append((vol * np.uint8(r + 1), kwargs, "labels"))
+        name = f"{READER_PREFIX} {r + 1}"
+        kwargs["name"] = title(ct, name) if ct is not None else name
+        kwargs["colormap"] = labels_colormap({r + 1: reader_colour(r)})
+        # each reader its own label value (and colour): a voxel picked tells whose outline it is
+        out.append((vol.astype(np.uint8) * np.uint8(r + 1), kwargs, "labels"))
     kwargs = dict(base_kwargs)
     kwargs["metadata"] = {**meta, **consensus_metadata(lidc)}
-    kwargs["name"] = f"{CONSENSUS_PREFIX} {round(lidc.level * 100):d}%"
-    kwargs["opacity"] = 0.7
+    level_name = f"{CONSENSUS_PREFIX} {round(lidc.level * 100):d}%"
+    kwargs["name"] = title(ct, CONSENSUS_PREFIX) if ct is not None else level_name
+    kwargs["colormap"] = labels_colormap({}, default=COLOURS["consensus"])
     out.append((lidc.consensus_labels() if consensus is None else consensus, kwargs, "labels"))
     return out
 
@@ -88,7 +101,57 @@ def layers_on_ct(lidc, ct, consensus=None) -> list:
     """Layer data tuples (one Labels per reader + consensus) for annotations already on ``ct``'s grid."""
     from napari_lungkd._napari.layers import aligned_kwargs
 
-    return _labels_tuples(lidc, aligned_kwargs(ct), consensus)
+    return _labels_tuples(lidc, aligned_kwargs(ct), consensus, ct=ct)
+
+
+def show_lidc(viewer, lidc, ct, consensus=None, fill: bool = False) -> list:
+    """Put ``lidc`` (on ``ct``'s grid) into ``viewer``: the layers this CT already has for the
+    readers and the consensus are reused (data and metadata replaced, drawn as outlines or filled
+    as ``fill`` says), missing ones are added; readers beyond this XML's are removed. Returns the
+    layers."""
+    from napari.layers import Layer
+
+    from napari_lungkd._napari.result_layers import find_layer, outline, remove_layers
+
+    tuples = layers_on_ct(lidc, ct, consensus)
+    shown = []
+    for data, kwargs, kind in tuples:
+        meta = kwargs["metadata"]
+        old = next(
+            (
+                layer
+                for layer in viewer.layers
+                if layer.metadata.get("lungkd_ct") is ct
+                and layer.metadata.get("lungkd_role") == meta["lungkd_role"]
+                and layer.metadata.get("lungkd_reader") == meta.get("lungkd_reader")
+            ),
+            None,
+        )
+        if old is not None and old.data.shape == data.shape:
+            old.data = data
+            old.metadata.update(meta)
+            outline(old, fill)  # the sample's layers (no outline in a layer tuple) included
+            shown.append(old)
+            continue
+        layer = viewer.add_layer(Layer.create(data, kwargs, kind))
+        outline(layer, fill)
+        shown.append(layer)
+    n = len(tuples) - 1
+    extra = [
+        layer
+        for layer in viewer.layers
+        if layer.metadata.get("lungkd_ct") is ct
+        and layer.metadata.get("lungkd_role") == "lidc reader"
+        and int(layer.metadata.get("lungkd_reader") or 0) > n
+    ]
+    remove_layers(viewer, extra)
+    consensus_layer = find_layer(viewer, ct, "lidc consensus")
+    readers = [viewer.layers.index(layer) for layer in shown[:-1]]
+    if consensus_layer is not None and readers:  # the consensus under the readers' outlines
+        here = viewer.layers.index(consensus_layer)
+        if here > min(readers):
+            viewer.layers.move(here, min(readers))
+    return shown
 
 
 def lidc_layers_for_ct(ct, xml_path, level: float = 0.5, include_edges: bool = False) -> list:
@@ -132,12 +195,16 @@ def read_lidc_layers(path) -> list:
     name = Path(path).name
     try:
         read = read_lidc_xml(path)
-        layer = find_ct_layer(napari.current_viewer(), read.series_uid)
+        viewer = napari.current_viewer()
+        layer = find_ct_layer(viewer, read.series_uid)
         if layer is not None:
+            from napari_lungkd.lidc import annotate
+
             ct = layer.metadata["lungkd_ct"]
-            layers = lidc_layers_for_ct(ct, read)
+            # opened again: the CT's reader layers are reused, not duplicated
+            show_lidc(viewer, annotate(read, ct=ct), ct)
             show_info(f"{name}: {read.n_readers} readers placed on {ct.name}")
-            return layers
+            return NOTHING
         layers = lidc_layers_xml_only(read)
     except LungKDError as exc:
         show_error(str(exc))

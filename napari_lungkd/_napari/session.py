@@ -6,9 +6,11 @@ what comes back into layers. Tests drive a Session with no display.
 
 The rules kept here:
 
-- **One CT at a time.** :meth:`Session.set_ct` with another CT drops the results, the comparison
-  and the LIDC annotations (they are on the old CT's grid); a result that arrives for a CT that is
-  no longer current is dropped (:meth:`Session.add_result` returns False).
+- **Results belong to a CT.** Several patients may be open; one is current. :meth:`Session.set_ct`
+  with another CT puts the current patient's results and LIDC annotations aside and brings back
+  the other's (nothing is recomputed, nothing replaced); a result that arrives for a CT that is not
+  current is kept with its own CT (:meth:`Session.add_result` returns False), and dropped only when
+  that CT was closed (:meth:`Session.forget_ct`).
 - **One Segmenter per model name**, reused across runs and CTs (the weights are read, hashed and the
   model built once); rebuilt only when its weights or run settings (device, engine, threshold,
   batch size) change.
@@ -32,6 +34,8 @@ import numpy as np
 from napari_lungkd.errors import LungKDError
 
 MODELS = ("student", "teacher")
+_PATIENT_STATE = ("results", "lidc", "xml_path", "_reader_masks", "_consensus", "lidc_scores")
+"""What belongs to one CT and is kept aside while another patient is shown."""
 DEFAULT_LEVEL = 0.5
 SPEED_ROWS = ("parameters", "time per CT", "model speed", "speed-up")
 """Comparison rows about speed and size: shown in the Compare tab, not among the LIDC scores."""
@@ -63,20 +67,54 @@ class Session:
         self._reader_masks: dict[str, np.ndarray] = {}
         self._consensus: np.ndarray | None = None
         self.lidc_scores = None  # the last ModelComparison against the LIDC readers
+        self._kept: dict[int, tuple] = {}  # id(ct) -> (ct, its per-patient state) when not current
 
     # ---- the CT ----------------------------------------------------------------------------
     def set_ct(self, ct, layer_name: str | None = None) -> bool:
         """Make ``ct`` (from the layer ``layer_name``) current; True when it is another CT.
 
-        Another CT drops the results and the LIDC annotations; the Segmenters are kept.
-        """
+        The current patient's results and LIDC annotations are kept aside with its CT and come
+        back when it is chosen again; the Segmenters are kept."""
         self.ct_layer_name = layer_name if ct is not None else None
         if ct is self.ct:
             return False
+        if self.ct is not None:
+            self._kept[id(self.ct)] = (self.ct, self._patient_state())
         self.ct = ct
-        self.results = {}
-        self.clear_lidc()
+        kept = self._kept.pop(id(ct), None) if ct is not None else None
+        if kept is not None and kept[0] is ct:
+            self._set_patient_state(kept[1])
+        else:
+            self._set_patient_state({"results": {}})
         return True
+
+    def _patient_state(self) -> dict:
+        return {name: getattr(self, name) for name in _PATIENT_STATE}
+
+    def _set_patient_state(self, state: dict) -> None:
+        self.clear_lidc()
+        self.results = {}
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def forget_ct(self, ct) -> None:
+        """``ct``'s layer was closed: drop what was kept for it (the current CT included)."""
+        self._kept.pop(id(ct), None)
+        if ct is not None and ct is self.ct:
+            self.ct = None
+            self.ct_layer_name = None
+            self._set_patient_state({"results": {}})
+
+    def knows(self, ct) -> bool:
+        """True for the current CT and every CT whose state is kept aside."""
+        return ct is not None and (ct is self.ct or self._kept.get(id(ct), (None,))[0] is ct)
+
+    def results_of(self, ct) -> dict:
+        """Model name -> Segmentation of ``ct`` (current or kept aside); empty when unknown."""
+        if ct is not None and ct is self.ct:
+            return self.results
+        kept = self._kept.get(id(ct))
+        return kept[1]["results"] if kept is not None and kept[0] is ct else {}
 
     def _need_ct(self, what: str):
         if self.ct is None:
@@ -136,13 +174,36 @@ class Session:
         return run()
 
     def add_result(self, model: str, ct, seg) -> bool:
-        """Keep ``seg`` as ``model``'s result; False (dropped) when ``ct`` is no longer current.
+        """Keep ``seg`` as ``model``'s result on ``ct``; True when ``ct`` is the current CT.
 
-        A student rerun keeps the teacher's result on the same CT."""
-        if ct is not self.ct or ct is None:
+        A result for another open patient is kept with that patient (False); one for a CT that
+        was closed is dropped (False). A student rerun keeps the teacher's result on the same CT."""
+        if not self.knows(ct):
             return False
-        self.results[model] = seg
-        return True
+        self.results_of(ct)[model] = seg
+        return ct is self.ct
+
+    def summary(self) -> str:
+        """The status line for the current patient: each model's nodule count and speed, the
+        student's first (the nodule table shows the student's nodules when it has a result)."""
+        from napari_lungkd._napari.layers import patient_label
+
+        if self.ct is None:
+            return ""
+        parts = []
+        for model, seg in self.ordered_results().items():
+            n = len(seg.nodules)
+            sps = getattr(seg.timings, "slices_per_s", None)
+            rate = f" ({sps:.1f} slices/s)" if isinstance(sps, (int, float)) else ""
+            parts.append(f"{model} {n} nodule{'s' if n != 1 else ''}{rate}")
+        if not parts:
+            return f"{patient_label(self.ct)}: not segmented yet"
+        return f"done: {patient_label(self.ct)}: " + "; ".join(parts)
+
+    def table_model(self) -> str | None:
+        """Whose nodules the table lists: the student's when it has a result, else the teacher's."""
+        results = self.ordered_results()
+        return next(iter(results), None)
 
     def follow_up(self) -> str | None:
         """The model to run next: the teacher, when the comparison is on and only it is missing."""
@@ -178,13 +239,19 @@ class Session:
         """The results, student before teacher."""
         return {m: self.results[m] for m in MODELS if m in self.results}
 
-    def model_comparison(self):
+    def model_comparison(self, masks: dict | None = None):
         """Student vs teacher numbers (:func:`~napari_lungkd.scoring.comparison.compare_models`),
-        or None with no result."""
+        or None with no result. ``masks``: model name -> the mask as shown (with the user's
+        edits), else the results' own."""
         from napari_lungkd.scoring.comparison import compare_models
 
         ordered = self.ordered_results()
-        return compare_models(ordered) if ordered else None
+        return compare_models(ordered, masks=masks) if ordered else None
+
+    def rescore(self, masks: dict) -> tuple:
+        """Recompute every score with the masks as shown now (after edits): (student vs teacher
+        comparison or None, LIDC comparison or None)."""
+        return self.model_comparison(masks), self.lidc_comparison(masks)
 
     @staticmethod
     def disagreement(masks: dict):
@@ -204,7 +271,12 @@ class Session:
         if ct is None or not ct.sop_uids or not ct.source:
             return None
         src = Path(ct.source)
-        return find_lidc_xml(src if src.is_dir() else src.parent, ct.series_uid)
+        folders = [ct.metadata.get("series_folder"), src if src.is_dir() else src.parent]
+        for folder in dict.fromkeys(Path(f) for f in folders if f):  # the series folder first
+            found = find_lidc_xml(folder, ct.series_uid)
+            if found is not None:
+                return found
+        return None
 
     def load_lidc(self, path):
         """Read the LIDC XML at ``path`` onto the current CT at the current level; the LidcMasks.

@@ -42,14 +42,45 @@ def save_layer(
         )
     return save_mask(
         path,
-        np.asarray(data),
+        settle_edits(np.asarray(data)),
         ct,
         provenance=metadata.get("lungkd_provenance"),
         model_mask=metadata.get("lungkd_model_mask"),
         nrrd=nrrd,
         dicom_seg=dicom_seg,
         overwrite=overwrite,
+        labels=bool(np.size(data)) and int(np.max(data)) > 1,  # one label per nodule: kept
     )
+
+
+def settle_edits(data: np.ndarray) -> np.ndarray:
+    """The mask to save: voxels painted by hand (``EDIT_LABEL``) join the nodule they touch (its
+    label), and painted blobs touching none become new nodules (labels after the last one), so
+    that label i stays nodule i. A mask without painted voxels is returned as it is."""
+    from scipy import ndimage
+
+    from napari_lungkd._napari.result_layers import EDIT_LABEL
+
+    painted = data == EDIT_LABEL
+    if not painted.any():
+        return data
+    out = data.astype(np.uint16 if data.dtype.itemsize < 2 else data.dtype, copy=True)
+    out[painted] = 0
+    pieces, n = ndimage.label(data > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    next_label = int(out.max()) + 1
+    for i, box in enumerate(ndimage.find_objects(pieces), start=1):
+        piece = pieces[box] == i
+        edit = piece & painted[box]
+        if not edit.any():
+            continue
+        labels = out[box][piece & ~painted[box]]
+        labels = labels[labels > 0]
+        if labels.size:
+            value = int(np.bincount(labels).argmax())
+        else:
+            value, next_label = next_label, next_label + 1
+        out[box][edit] = value
+    return out if int(out.max()) > 255 else out.astype(np.uint8)
 
 
 def write_mask(path: str, data: Any, meta: dict) -> list[str]:

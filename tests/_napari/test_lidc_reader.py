@@ -71,14 +71,21 @@ def test_069_opens_aligned_on_the_ct(make_napari_viewer, lidc0001, artifacts, qt
     ct = load_ct(lidc0001)
     data, kwargs, _ = ct_layer_data(ct)
     ct_layer = viewer.add_image(data, **kwargs)
-    added = viewer.open(str(lidc0001 / "069.xml"), plugin="napari-lungkd")
+    viewer.open(str(lidc0001 / "069.xml"), plugin="napari-lungkd")
+    added = [layer for layer in viewer.layers if layer is not ct_layer]
     assert [layer.name for layer in added] == [
-        "LIDC reader 1",
-        "LIDC reader 2",
-        "LIDC reader 3",
-        "LIDC reader 4",
-        "LIDC consensus 50%",
-    ]
+        "LIDC-IDRI-0001 · LIDC consensus",
+        "LIDC-IDRI-0001 · LIDC reader 1",
+        "LIDC-IDRI-0001 · LIDC reader 2",
+        "LIDC-IDRI-0001 · LIDC reader 3",
+        "LIDC-IDRI-0001 · LIDC reader 4",
+    ]  # the consensus under the readers' outlines
+    assert all(layer.contour > 0 for layer in added)  # outlines by default
+    # opened again (File > Open): the same layers are reused, none duplicated
+    before = list(viewer.layers)
+    viewer.open(str(lidc0001 / "069.xml"), plugin="napari-lungkd")
+    assert list(viewer.layers) == before
+    added = added[1:] + added[:1]  # readers, then the consensus
     assert len(viewer.layers) == 6
     for layer in added:
         assert layer.data.shape == ct.hu.shape
@@ -94,9 +101,6 @@ def test_069_opens_aligned_on_the_ct(make_napari_viewer, lidc0001, artifacts, qt
     camera = camera_of(viewer)
     camera.center = tuple(world[1:])
     camera.zoom = camera.zoom * 2.5
-    for layer in added[:-1]:
-        layer.contour = 1  # each reader as an outline in its own colour
-    added[-1].opacity = 0.35
     qtbot.waitUntil(lambda: all(layer.loaded for layer in viewer.layers), timeout=10_000)
     shot = viewer.screenshot(str(artifacts / "lidc_readers.png"), canvas_only=False, flash=False)
     assert shot.ndim == 3 and shot[..., :3].std() > 10  # an image, not a blank window
@@ -111,7 +115,7 @@ def test_layers_for_ct_reuse_the_ct_placement(tmp_path):
     p.write_text(two_reader_xml())
     ct = fake_ct(n_yx=512)
     layers = lidc_layers_for_ct(ct, read_lidc_xml(p), level=1.0)
-    assert [kw["name"] for _, kw, _ in layers][-1] == "LIDC consensus 100%"
+    assert [kw["name"] for _, kw, _ in layers][-1] == f"{ct.patient_id or ct.name} · LIDC consensus"
     for data, kw, _ in layers:
         assert data.shape == ct.shape
         assert kw["scale"] == ct.spacing_mm and kw["translate"] == (-15.0, -64.0, -64.0)

@@ -6,6 +6,8 @@ uses the shared ``case`` (a 128 x 128 x 32 phantom written as DICOM + LIDC XML, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -213,3 +215,94 @@ def test_lidc_scores_csv_and_bad_xml(case, tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert rows and {r["level"] for r in rows} == {"0.75"}
     assert {r["xml"] for r in rows} == {paths["xml"].name}
+
+
+def test_each_patient_keeps_its_own_results_and_annotations(cts, case):
+    """Two patients in one window: results and LIDC belong to their CT; switching brings them
+    back; a late result for the other patient is kept with it; a closed CT's result is dropped."""
+    lidc_ct, paths = case
+    session = Session(weights={"student": "random"})
+    session.set_ct(cts[0], "A")
+    a_seg = _run(session, "student")
+    assert session.summary().startswith("done: ") and "student" in session.summary()
+    session.set_ct(lidc_ct, "B")
+    assert session.results == {} and session.lidc is None  # B starts clean ...
+    session.load_lidc(paths["xml"])
+    b_seg = _run(session, "student")
+    assert session.set_ct(cts[0], "A") is True
+    assert session.results == {"student": a_seg} and session.lidc is None  # ... A comes back
+    assert session.results_of(lidc_ct) == {"student": b_seg}
+    # a run on B that ends while A is shown is kept with B, not shown on A
+    assert session.add_result("teacher", lidc_ct, b_seg) is False
+    assert "teacher" not in session.results
+    session.set_ct(lidc_ct, "B")
+    assert set(session.results) == {"student", "teacher"}
+    assert session.lidc is not None and session.xml_path == paths["xml"]  # its LIDC too
+    # B's layer is closed: what was kept for it goes, and a late result for it is dropped
+    session.set_ct(cts[0], "A")
+    session.forget_ct(lidc_ct)
+    assert not session.knows(lidc_ct) and session.results_of(lidc_ct) == {}
+    assert session.add_result("student", lidc_ct, b_seg) is False
+    assert session.results == {"student": a_seg}
+    session.forget_ct(cts[0])
+    assert session.ct is None and session.results == {}
+
+
+def test_the_status_line_names_the_tables_model_first(cts):
+    session = Session(weights={"student": "random", "teacher": "random"})
+    session.set_ct(cts[0], "A")
+    assert "not segmented" in session.summary()
+    _run(session, "teacher")
+    _run(session, "student")  # the student's result arrives last ...
+    line = session.summary()
+    assert session.table_model() == "student"  # ... and its nodules fill the table,
+    assert line.index("student") < line.index("teacher")  # so its count comes first
+
+
+def test_an_edit_changes_the_recomputed_dice(case):
+    """Recompute scores with the mask as shown: an edit changes Dice vs the consensus and
+    student vs teacher; the results' own masks are left as the model made them."""
+    from napari_lungkd._napari.result_layers import EDIT_LABEL
+    from napari_lungkd.scoring.metrics import dice
+
+    ct, paths = case
+    session = Session(weights={"student": "random", "teacher": "random"})
+    session.set_ct(ct, "CT")
+    session.load_lidc(paths["xml"])
+    student = _run(session, "student")
+    _run(session, "teacher")
+    before_model, before_lidc = session.rescore({})
+    own = student.mask.copy()
+    # the false marks erased, the readers' nodule painted in by hand
+    edited = np.where(session.consensus > 0, EDIT_LABEL, 0).astype(np.uint8)
+    after_model, after_lidc = session.rescore({"student": edited})
+    assert after_lidc.dice_vs_consensus["student"] == pytest.approx(
+        dice(edited > 0, session.consensus > 0)
+    )
+    assert after_lidc.dice_vs_consensus["student"] == pytest.approx(1.0)
+    assert before_lidc.dice_vs_consensus["student"] < 0.99
+    assert after_model.dice_between != before_model.dice_between
+    assert np.array_equal(student.mask, own)  # the model's result is not changed by the edit
+
+
+def test_results_are_proposed_outside_the_source_folder(case, tmp_path, monkeypatch):
+    from napari_lungkd._napari.save_paths import (
+        RESULTS_ENV,
+        default_mask_path,
+        in_source_folder,
+        results_root,
+    )
+
+    ct, paths = case
+    monkeypatch.delenv(RESULTS_ENV, raising=False)
+    assert results_root() == Path.home() / "napari-lungkd-results"
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "results"))
+    proposed = default_mask_path(ct, "student_corrected")
+    assert proposed.parent.parent == tmp_path / "results"
+    assert ct.patient_id in proposed.name and ct.patient_id in proposed.parent.name
+    assert proposed.name.endswith("_student_corrected.nii.gz")
+    assert not in_source_folder(proposed, ct)
+    series = Path(paths["series_dir"])
+    assert in_source_folder(series / "mask.nii.gz", ct)
+    assert in_source_folder(series / "sub" / "mask.nii.gz", ct)
+    assert not in_source_folder(series.parent / "elsewhere" / "mask.nii.gz", ct)

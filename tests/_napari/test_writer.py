@@ -98,3 +98,20 @@ def test_save_layer_refuses_a_layer_without_ct_and_existing_files(tmp_path):
     with pytest.raises(ExportError, match="already exists"):
         save_layer(tmp_path / "m.nii.gz", np.zeros((2, 3, 4), np.uint8), {"lungkd_ct": ct})
     assert read_mask(tmp_path / "m.nii.gz", ct).all()
+
+
+def test_painted_voxels_join_the_nodule_they_touch_or_become_new_ones():
+    from napari_lungkd._napari.result_layers import EDIT_LABEL
+    from napari_lungkd._napari.writer import settle_edits
+
+    mask = np.zeros((3, 10, 10), dtype=np.uint8)
+    mask[1, 1:3, 1:3] = 1
+    mask[1, 6:8, 6:8] = 2
+    mask[1, 3, 1:3] = EDIT_LABEL  # grows nodule 1
+    mask[0, 8:10, 0:2] = EDIT_LABEL  # a new nodule, touching none
+    out = settle_edits(mask)
+    assert EDIT_LABEL not in out and np.array_equal(out > 0, mask > 0)
+    assert (out[1, 3, 1:3] == 1).all() and (out[1, 6:8, 6:8] == 2).all()
+    assert (out[0, 8:10, 0:2] == 3).all()
+    plain = np.where(mask == EDIT_LABEL, 0, mask).astype(np.uint8)
+    assert settle_edits(plain) is plain  # nothing painted: saved as it is

@@ -5,6 +5,7 @@ The numbers come from :func:`napari_lungkd.scoring.comparison.compare_models`; t
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -25,8 +26,13 @@ def make_rows_table() -> QTableWidget:
     table.setHorizontalHeaderLabels(ROW_COLUMNS)
     table.setEditTriggers(QAbstractItemView.NoEditTriggers)
     table.verticalHeader().setVisible(False)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-    table.horizontalHeader().setStretchLastSection(True)
+    header = table.horizontalHeader()
+    # the quantity takes what is left (elided if need be); model and value are never cut off
+    header.setSectionResizeMode(0, QHeaderView.Stretch)
+    header.setSectionResizeMode(1, QHeaderView.ResizeToContents)
+    header.setSectionResizeMode(2, QHeaderView.ResizeToContents)
+    header.setStretchLastSection(False)
+    table.setTextElideMode(Qt.ElideMiddle)
     return table
 
 
@@ -75,9 +81,10 @@ class ComparePanel(QGroupBox):
         self.grid_check = QCheckBox("Side by side (grid)")
         self.grid_check.setEnabled(False)
         self.legend = QLabel(
-            "<span style='color:#ffd400'>■</span> student only &nbsp; "
-            "<span style='color:#ff3cf0'>■</span> teacher only"
+            "Colours: see the legend above. The disagreement layer (hidden; tick it in the layer "
+            "list) marks student only, teacher only and both."
         )
+        self.legend.setWordWrap(True)
         self.table = make_rows_table()
         row = QHBoxLayout()
         row.addWidget(self.teacher_check)

@@ -80,6 +80,16 @@ def show_result(widget) -> None:
         widget.tabs.setCurrentWidget(panel)
 
 
+def close_toasts(viewer) -> int:
+    """Close the notification pop-ups (toasts) shown over the canvas; returns how many."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    toasts = viewer.window._qt_window.findChildren(NapariQtNotification)
+    for toast in toasts:
+        toast.close()
+    return len(toasts)
+
+
 def run_demo(args) -> int:
     import napari
     from qtpy.QtCore import QTimer
@@ -91,6 +101,7 @@ def run_demo(args) -> int:
     )
 
     def shoot() -> None:
+        close_toasts(viewer)  # a notification would cover the image in the picture
         viewer.screenshot(args.screenshot, canvas_only=False)
         print(f"lungkd demo: screenshot saved to {args.screenshot}")
         if args.quit_after_screenshot:

@@ -16,23 +16,6 @@ from qtpy.QtWidgets import QFileDialog
 from napari_lungkd._napari import result_layers as rl
 from napari_lungkd._napari._qt.workers import report_error
 
-READER_COLOURS = (
-    "#4da6ff",
-    "#ff8c1a",
-    "#66ff66",
-    "#ff4d4d",
-    "#c080ff",
-    "#ffd9b3",
-    "#80ffff",
-    "#ff80c0",
-)
-CONSENSUS_COLOUR = "#00ff7f"
-CONSENSUS_NAME = "LIDC consensus"
-
-
-def reader_layer_name(reader: int) -> str:
-    return f"LIDC reader {reader + 1}"
-
 
 class LidcFlow:
     """Wires the LIDC tab to the session's LIDC state and shows it as layers."""
@@ -59,9 +42,9 @@ class LidcFlow:
             report_error(exc, "finding the LIDC XML")
             return
         if xml is not None:
-            self.open(xml)
+            self.open(xml, quiet=True)  # the LIDC tab says it; no toast over the image
 
-    def open(self, path=None) -> bool:
+    def open(self, path=None, quiet: bool = False) -> bool:
         """Read an LIDC XML onto the chosen CT: reader layers, consensus and scores."""
         w, session = self.w, self.session
         ct = session.ct
@@ -75,43 +58,32 @@ class LidcFlow:
             )
             if not path:
                 return False
-        from napari_lungkd._napari.lidc_reader import layers_on_ct
+        from napari_lungkd._napari.lidc_reader import show_lidc
 
         try:
             lidc = session.load_lidc(path)
-            tuples = layers_on_ct(lidc, ct, session.consensus)
+            show_lidc(w.viewer, lidc, ct, session.consensus, w.view_panel.fill_check.isChecked())
         except Exception as exc:  # noqa: BLE001 - one sentence, the viewer keeps working
             report_error(exc, f"reading {Path(path).name}")
             return False
-        self._clear_layers()
-        vols = list(session.reader_masks.values())
-        for r, ((_, kwargs, _), vol) in enumerate(zip(tuples[:-1], vols)):
-            kwargs = dict(kwargs)
-            kwargs.update(
-                name=reader_layer_name(r),
-                colormap=rl.labels_colormap({1: READER_COLOURS[r % len(READER_COLOURS)]}),
-                opacity=1.0,
-            )
-            layer = w.viewer.add_labels(vol, **kwargs)
-            layer.contour = 1  # outlines, so readers and consensus stay readable on each other
-        self._show_consensus(tuples[-1][1])
-        n_marked = sum(int(v.any()) for v in vols)
-        w.lidc_panel.source.setText(
+        self.show_source()
+        self.refresh_scores()
+        if not quiet:
+            show_info(f"LIDC annotations loaded from {session.xml_path.name}")
+        return True
+
+    def show_source(self) -> None:
+        """The LIDC tab's line about the current patient's annotations."""
+        session, label = self.session, self.w.lidc_panel.source
+        lidc = session.lidc
+        if lidc is None:
+            label.setText("no LIDC annotations loaded")
+            return
+        n_marked = sum(int(v.any()) for v in session.reader_masks.values())
+        label.setText(
             f"{session.xml_path.name}: {lidc.read.n_readers} readers ({n_marked} outlined a "
             f"nodule ≥ 3 mm), {len(lidc.nodules)} nodules"
         )
-        self.refresh_scores()
-        show_info(f"LIDC annotations loaded from {session.xml_path.name}")
-        return True
-
-    def _clear_layers(self) -> None:
-        viewer = self.w.viewer
-        names = [
-            layer.name
-            for layer in viewer.layers
-            if layer.metadata.get("lungkd_role") in ("lidc reader", "lidc consensus")
-        ]
-        rl.remove_layers(viewer, names)
 
     def set_level(self, level: float) -> None:
         """A new agreement level: the session recomputes the consensus only; show it, rescore."""
@@ -119,32 +91,14 @@ class LidcFlow:
             self._show_consensus()
             self.refresh_scores()
 
-    def _show_consensus(self, kwargs: dict | None = None) -> None:
+    def _show_consensus(self) -> None:
         from napari_lungkd._napari.lidc_reader import consensus_metadata
 
-        session, viewer = self.session, self.w.viewer
-        consensus = session.consensus
-        if CONSENSUS_NAME in viewer.layers:
-            layer = viewer.layers[CONSENSUS_NAME]
-            layer.data = consensus
+        session = self.session
+        layer = rl.find_layer(self.w.viewer, session.ct, rl.LIDC_CONSENSUS)
+        if layer is not None:
+            layer.data = session.consensus
             layer.metadata.update(consensus_metadata(session.lidc))
-            return
-        kwargs = dict(kwargs or {})
-        n = int(consensus.max()) if consensus.size else 0
-        kwargs.update(
-            name=CONSENSUS_NAME,
-            colormap=rl.labels_colormap({i: CONSENSUS_COLOUR for i in range(1, max(n, 1) + 64)}),
-            opacity=0.4,
-        )
-        layer = viewer.add_labels(consensus, **kwargs)
-        # filled consensus under the readers' outlines, so every outline stays visible
-        readers = [
-            i
-            for i, lyr in enumerate(viewer.layers)
-            if lyr.metadata.get("lungkd_role") == "lidc reader"
-        ]
-        if readers:
-            viewer.layers.move(viewer.layers.index(layer), min(readers))
 
     # ---- scores --------------------------------------------------------------------------
     def refresh_scores(self) -> None:
@@ -163,13 +117,18 @@ class LidcFlow:
             show_error("Nothing to export yet: load LIDC annotations and segment the CT first.")
             return None
         if path is None:
-            start = str(Path(session.ct.source).parent / "lidc_scores.csv")
+            from napari_lungkd._napari.save_paths import default_mask_path
+
+            start = str(
+                default_mask_path(session.ct, "lidc_scores").with_suffix("").with_suffix(".csv")
+            )
             path, _ = QFileDialog.getSaveFileName(
                 self.w, "Export scores as CSV", start, "CSV (*.csv)"
             )
             if not path:
                 return None
         try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             written = session.write_lidc_scores(path)
         except OSError as exc:
             show_error(f"Cannot write {path}: {exc.strerror or exc}.")

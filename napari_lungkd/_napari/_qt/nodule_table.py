@@ -57,8 +57,17 @@ class NoduleTable(QTableWidget):
         self.cellClicked.connect(lambda row, _col: self.jump_to(row))
 
     def set_nodules(self, nodules, scale, translate) -> None:
-        self.nodules = list(nodules)
+        """Fill the table; when the nodules carry a ``score`` (the false-positive stage's nodule
+        probability) it gets a column and the rows are ranked by it, most likely first."""
+        nodules = list(nodules)
+        scored = any(getattr(n, "score", None) is not None for n in nodules)
+        if scored:
+            nodules.sort(key=lambda n: -float(getattr(n, "score", None) or 0.0))
+        self.nodules = nodules
         self.scale, self.translate = tuple(scale), tuple(translate)
+        columns = COLUMNS + (("score",) if scored else ())
+        self.setColumnCount(len(columns))
+        self.setHorizontalHeaderLabels(columns)
         self.setRowCount(len(self.nodules))
         for row, n in enumerate(self.nodules):
             cells = (
@@ -67,7 +76,7 @@ class NoduleTable(QTableWidget):
                 _fmt(n.diameter_mm, 1),
                 str(int(n.n_slices)),
                 _fmt(n.max_probability, 2),
-            )
+            ) + ((_fmt(getattr(n, "score", None), 2),) if scored else ())
             for col, text in enumerate(cells):
                 self.setItem(row, col, QTableWidgetItem(text))
 

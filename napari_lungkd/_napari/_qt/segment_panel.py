@@ -96,6 +96,8 @@ class SegmentPanel(QGroupBox):
         self.progress_bar.setFormat("idle")
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # room for two lines: a wrapped label in a squeezed dock is otherwise cut off
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
 
         layout = QVBoxLayout()
         layout.addLayout(form)
@@ -128,8 +130,10 @@ class SegmentPanel(QGroupBox):
         self.status.setText(f"{p.stage}{detail}")
 
     def show_finished(self, text: str) -> None:
+        """The bar says how it ended in one word; the line below says the rest (once)."""
         self.set_running(False)
         self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(1 if text.startswith("done") else 0)
-        self.progress_bar.setFormat(text)
+        done = text.startswith("done")
+        self.progress_bar.setValue(1 if done else 0)
+        self.progress_bar.setFormat(text.split(":", 1)[0].split(" (", 1)[0])
         self.status.setText(text)

@@ -31,7 +31,7 @@ def test_demo_without_weights_says_so_and_still_shows_the_sample(
 
     assert isinstance(widget, LungNodulesWidget)  # docked through the npe2 manifest
     assert widget.ct() is not None  # the sample CT is there and chosen in the widget
-    assert widget.job is None and "student nodules" not in viewer.layers
+    assert widget.job is None and widget.layer("mask", "student") is None
 
 
 @pytest.mark.slow
@@ -80,4 +80,4 @@ def test_demo_with_weights_starts_the_student_on_the_sample(
     assert job is not None and job.is_running  # the student runs on the sample in a worker
     widget.cancel()  # the full-size sample takes minutes on this CPU: stop it
     qtbot.waitUntil(lambda: widget.job is None, timeout=120_000)
-    assert job.state == "cancelled" and "student nodules" not in viewer.layers
+    assert job.state == "cancelled" and widget.layer("mask", "student") is None

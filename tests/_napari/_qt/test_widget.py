@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_lungkd._napari.framing import camera_of, grid_of
+from napari_lungkd._napari.result_layers import EDIT_LABEL
 
 pytestmark = pytest.mark.gui
 
@@ -39,7 +42,7 @@ def test_segment_keeps_viewer_responsive_and_aligns_layers(setup, qtbot, artifac
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(10)
-    qtbot.mouseClick(widget.segment_panel.segment_button, 1)  # Qt.LeftButton
+    qtbot.mouseClick(widget.segment_panel.segment_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: widget.job is None, timeout=120_000)
     timer.stop()
     job = widget.last_job
@@ -47,8 +50,8 @@ def test_segment_keeps_viewer_responsive_and_aligns_layers(setup, qtbot, artifac
     # the GUI thread kept turning while the model ran in the worker thread
     assert ticks["while_running"] >= 5
 
-    mask = viewer.layers["student nodules"]
-    prob = viewer.layers["student probability"]
+    mask = widget.layer("mask", "student")
+    prob = widget.layer("probability", "student")
     seg = widget.session.results["student"]
     for layer in (mask, prob):
         assert np.allclose(layer.scale, ct_layer.scale) and np.allclose(
@@ -65,7 +68,7 @@ def test_segment_keeps_viewer_responsive_and_aligns_layers(setup, qtbot, artifac
     row = 0  # the largest
     nod = seg.nodules[row]
     qtbot.mouseClick(
-        table.viewport(), 1, pos=table.visualRect(table.model().index(row, 1)).center()
+        table.viewport(), Qt.LeftButton, pos=table.visualRect(table.model().index(row, 1)).center()
     )
     assert viewer.dims.current_step[0] == int(round(nod.centroid_zyx[0]))
     world_yx = (
@@ -95,7 +98,9 @@ def test_cancel_stops_the_worker_and_adds_nothing(setup, qtbot):
     model_steps = [p for p in seen if p.stage == "model"]
     assert model_steps and model_steps[-1].done < model_steps[-1].total  # stopped mid-volume
     assert job._gen.gi_frame is None  # the core generator was closed (its finally blocks ran)
-    assert "student nodules" not in viewer.layers and "student probability" not in viewer.layers
+    assert (
+        widget.layer("mask", "student") is None and widget.layer("probability", "student") is None
+    )
     assert widget.segment_panel.progress_bar.format() == "cancelled"
     assert widget.segment_panel.segment_button.isEnabled()
 
@@ -110,7 +115,7 @@ def test_bad_weights_become_a_notification(setup, qtbot, tmp_path):
     job = run_and_wait(qtbot, widget)
     assert job.state == "failed"
     assert any("missing.safetensors" in m and "Traceback" not in m for m in messages)
-    assert "student nodules" not in viewer.layers
+    assert widget.layer("mask", "student") is None
     assert widget.segment_panel.segment_button.isEnabled()
 
 
@@ -120,15 +125,16 @@ def test_correct_save_reload_voxel_for_voxel(setup, qtbot, tmp_path, monkeypatch
 
     viewer, widget, ct_layer, ct = setup
     assert run_and_wait(qtbot, widget).state == "done"
-    layer = viewer.layers["student nodules"]
+    layer = widget.layer("mask", "student")
     model_mask = layer.data.copy()
     # paint a correction with napari's own brush, and erase one model voxel
     z = ct.shape[0] // 2
     viewer.dims.set_current_step(0, z)
     layer.brush_size = 5
-    layer.selected_label = 1
+    assert layer.selected_label == EDIT_LABEL  # the brush paints corrections in their own label
     world = np.asarray(ct_layer.translate) + np.array([z, 20, 20]) * np.asarray(ct_layer.scale)
-    layer.paint(layer.world_to_data(world), 1)
+    layer.paint(layer.world_to_data(world), layer.selected_label)
+    assert (layer.data == EDIT_LABEL).any()
     on = np.argwhere(model_mask)
     layer.data[tuple(on[0])] = 0
     edited = layer.data.copy()
@@ -138,7 +144,10 @@ def test_correct_save_reload_voxel_for_voxel(setup, qtbot, tmp_path, monkeypatch
     viewer.layers.selection.active = layer
     widget.save_panel.nrrd_check.setChecked(True)
     written = widget.masks.save(tmp_path / "edited.nii.gz")
-    assert set(written) == {"mask", "nrrd", "dicom_seg", "sidecar"}
+    assert set(written) == {"mask", "nrrd", "dicom_seg", "sidecar", "model mask", "model sidecar"}
+    from napari_lungkd.io.masks import read_mask
+
+    assert np.array_equal(read_mask(written["model mask"], ct) > 0, model_mask > 0)
     sidecar = json.loads(written["sidecar"].read_text())
     assert sidecar["edits"]["voxels_added"] == added and sidecar["edits"]["voxels_removed"] == 1
     assert sidecar["model"] == "student" and len(sidecar["weights_sha256"]) == 64
@@ -173,7 +182,7 @@ def test_correct_save_reload_voxel_for_voxel(setup, qtbot, tmp_path, monkeypatch
 def test_npe2_writer_saves_from_file_menu_path(setup, qtbot, tmp_path):
     viewer, widget, ct_layer, ct = setup
     assert run_and_wait(qtbot, widget).state == "done"
-    layer = viewer.layers["student nodules"]
+    layer = widget.layer("mask", "student")
     viewer.layers.selection = {layer}
     out = viewer.layers.save(
         str(tmp_path / "from_menu.nii.gz"), selected=True, plugin="napari-lungkd"
@@ -181,7 +190,7 @@ def test_npe2_writer_saves_from_file_menu_path(setup, qtbot, tmp_path):
     assert str(tmp_path / "from_menu.nii.gz") in [str(p) for p in out]
     from napari_lungkd.io.masks import read_mask
 
-    assert np.array_equal(read_mask(tmp_path / "from_menu.nii.gz", ct), layer.data > 0)
+    assert np.array_equal(read_mask(tmp_path / "from_menu.nii.gz", ct) > 0, layer.data > 0)
     assert (tmp_path / "from_menu.json").is_file()
 
 
@@ -204,17 +213,19 @@ def test_teacher_toggle_compares_and_cleans_up(setup, teacher, qtbot, artifacts)
     )
     s_seg, t_seg = widget.session.results["student"], widget.session.results["teacher"]
     assert t_seg.provenance.prepared_reused is True  # the teacher reused the student's input
-    for name in ("student nodules", "teacher nodules", "student vs teacher"):
-        layer = viewer.layers[name]
+    for role, model in (("mask", "student"), ("mask", "teacher"), ("disagreement", None)):
+        layer = widget.layer(role, model)
         assert np.allclose(layer.scale, ct_layer.scale) and np.allclose(
             layer.translate, ct_layer.translate
         )
-    s_col = viewer.layers["student nodules"].colormap.map(np.array([1]))
-    t_col = viewer.layers["teacher nodules"].colormap.map(np.array([1]))
+    s_col = widget.layer("mask", "student").colormap.map(np.array([1]))
+    t_col = widget.layer("mask", "teacher").colormap.map(np.array([1]))
     assert not np.allclose(s_col, t_col)  # distinct colours
+    shown = widget.layer("disagreement").data  # 1 student only, 2 teacher only, 3 both
     assert np.array_equal(
-        viewer.layers["student vs teacher"].data, disagreement_labels(s_seg.mask, t_seg.mask)
+        np.where(shown == 3, 0, shown), disagreement_labels(s_seg.mask, t_seg.mask)
     )
+    assert np.array_equal(shown == 3, (s_seg.mask > 0) & (t_seg.mask > 0))
 
     panel = widget.compare_panel
     assert _value(panel, "Dice", "student vs teacher") == pytest.approx(
@@ -231,13 +242,13 @@ def test_teacher_toggle_compares_and_cleans_up(setup, teacher, qtbot, artifacts)
     widget.tabs.setCurrentWidget(panel)
     viewer.screenshot(str(artifacts / "widget_compare_grid.png"), canvas_only=False)
     panel.grid_check.setChecked(False)
-    assert not grid_of(viewer).enabled and "CT (teacher view)" not in viewer.layers
-    assert viewer.layers["LIDC consensus"].visible  # what the grid hid is shown again
+    assert not grid_of(viewer).enabled and widget.layer("grid ct") is None
+    assert widget.layer("lidc consensus").visible  # what the grid hid is shown again
 
     panel.teacher_check.setChecked(False)
-    for name in ("teacher nodules", "teacher probability", "student vs teacher"):
-        assert name not in viewer.layers
-    assert "student nodules" in viewer.layers
+    for role, model in (("mask", "teacher"), ("probability", "teacher"), ("disagreement", None)):
+        assert widget.layer(role, model) is None
+    assert widget.layer("mask", "student") is not None
     assert panel.value("Dice", "student vs teacher") is None
 
 
@@ -247,35 +258,37 @@ def test_lidc_readers_consensus_scores_and_csv(setup, qtbot, tmp_path, artifacts
 
     viewer, widget, ct_layer, ct = setup
     # the XML sits beside the DICOM files: found and shown when the CT was chosen
-    readers = [layer for layer in viewer.layers if layer.name.startswith("LIDC reader")]
+    readers = [lyr for lyr in viewer.layers if lyr.metadata.get("lungkd_role") == "lidc reader"]
     assert len(readers) == 4
-    assert "LIDC consensus" in viewer.layers
+    assert all(lyr.name.startswith(f"{ct.patient_id} · LIDC reader") for lyr in readers)
+    assert all(lyr.contour > 0 for lyr in readers)  # outlines by default
+    assert widget.layer("lidc consensus") is not None
     xml = widget.lidc.xml_path
-    for layer in readers + [viewer.layers["LIDC consensus"]]:
+    for layer in readers + [widget.layer("lidc consensus")]:
         assert np.allclose(layer.scale, ct_layer.scale) and np.allclose(
             layer.translate, ct_layer.translate
         )
     expected = annotate(xml, ct, level=0.5)
-    assert np.array_equal(viewer.layers["LIDC consensus"].data, expected.consensus_labels())
+    assert np.array_equal(widget.layer("lidc consensus").data, expected.consensus_labels())
 
     # the agreement level rebuilds the consensus: stricter agreement, fewer (or equal) voxels
-    loose = int((viewer.layers["LIDC consensus"].data > 0).sum())
+    loose = int((widget.layer("lidc consensus").data > 0).sum())
     widget.lidc_panel.level.setValue(1.0)
-    strict = int((viewer.layers["LIDC consensus"].data > 0).sum())
+    strict = int((widget.layer("lidc consensus").data > 0).sum())
     assert strict <= loose and loose > 0
     assert np.array_equal(
-        viewer.layers["LIDC consensus"].data, annotate(xml, ct, level=1.0).consensus_labels()
+        widget.layer("lidc consensus").data, annotate(xml, ct, level=1.0).consensus_labels()
     )
     widget.lidc_panel.level.setValue(0.5)
 
     assert run_and_wait(qtbot, widget).state == "done"
     panel = widget.lidc_panel
-    mask = viewer.layers["student nodules"].data
-    cons = viewer.layers["LIDC consensus"].data
+    mask = widget.layer("mask", "student").data
+    cons = widget.layer("lidc consensus").data
     assert _value(panel, "Dice vs consensus", "student") == pytest.approx(
         dice(mask, cons > 0), abs=1e-3
     )
-    r1 = viewer.layers["LIDC reader 1"].data
+    r1 = readers[0].data
     assert _value(panel, "Dice vs reader 1", "student") == pytest.approx(dice(mask, r1), abs=1e-3)
     lo = _value(panel, "reader vs reader Dice (min)", "readers")
     hi = _value(panel, "reader vs reader Dice (max)", "readers")
@@ -289,7 +302,7 @@ def test_lidc_readers_consensus_scores_and_csv(setup, qtbot, tmp_path, artifacts
     assert any(r["quantity"] == "Dice vs consensus" and r["model"] == "student" for r in rows)
 
     # show the readers on the nodule for the screenshot: hide the noise mask, jump to the nodule
-    viewer.layers["student nodules"].visible = False
+    widget.layer("mask", "student").visible = False
     nod = max(expected.nodules, key=lambda n: n.consensus_voxels)
     z = int(round(nod.centroid_zyx[0]))
     viewer.dims.set_current_step(0, z)
@@ -318,10 +331,92 @@ def test_onnx_engine_gives_the_same_mask_as_pytorch(setup, qtbot, tmp_path, monk
         assert job.state == "done", job.error
         onnx = widget.session.results["student"]
         assert onnx.provenance.backend == "onnx" and onnx is not eager
-        assert np.array_equal(viewer.layers["student nodules"].data, onnx.mask)
-        inter = np.logical_and(eager.mask, onnx.mask).sum()
-        assert 2 * inter / (eager.mask.sum() + onnx.mask.sum()) >= 0.99
+        assert np.array_equal(widget.layer("mask", "student").data, onnx.mask)
+        from napari_lungkd.scoring.metrics import dice
+
+        assert dice(eager.mask > 0, onnx.mask > 0) >= 0.99  # the masks are labelled per nodule
         assert list((tmp_path / "onnx").glob("student-*.onnx"))
     finally:
         panel.engine_combo.setCurrentText("PyTorch")
         panel.device_combo.setCurrentText("auto")
+
+
+def test_an_edit_shows_rescoring_counts_it_and_both_masks_are_saved(
+    setup, qtbot, tmp_path, monkeypatch, artifacts
+):
+    from qtpy.QtWidgets import QFileDialog, QMessageBox
+
+    from napari_lungkd.io.masks import read_mask
+    from napari_lungkd.scoring.metrics import dice
+
+    viewer, widget, ct_layer, ct = setup
+    monkeypatch.setenv("LUNGKD_RESULTS_DIR", str(tmp_path / "results"))
+    assert run_and_wait(qtbot, widget).state == "done"
+    layer = widget.layer("mask", "student")
+    original = widget.layer("model mask", "student")
+    cons = widget.layer("lidc consensus").data > 0
+    model_mask = layer.data.copy()
+    assert np.array_equal(original.data, model_mask) and not original.editable
+    before = _value(widget.lidc_panel, "Dice vs consensus", "student")
+
+    # the reader's nodule painted in with napari's brush: its own label, its own colour
+    z, y, x = np.argwhere(cons)[int(cons.sum()) // 2]  # a voxel of the readers' nodule
+    viewer.dims.set_current_step(0, z)
+    layer.brush_size = 9
+    world = np.asarray(ct_layer.translate) + np.array([z, y, x]) * np.asarray(ct_layer.scale)
+    layer.paint(layer.world_to_data(world), layer.selected_label)
+    painted = layer.data == EDIT_LABEL
+    assert painted.any() and layer.colormap.map(np.array([EDIT_LABEL]))[0][3] > 0
+    assert not np.allclose(
+        layer.colormap.map(np.array([EDIT_LABEL])), layer.colormap.map(np.array([1]))
+    )
+    assert _value(widget.lidc_panel, "Dice vs consensus", "student") == before  # stale ...
+    qtbot.mouseClick(widget.save_panel.rescore_button, Qt.LeftButton)  # ... until recomputed
+    after = _value(widget.lidc_panel, "Dice vs consensus", "student")
+    assert after == pytest.approx(dice(layer.data > 0, cons), abs=1e-3) and after != before
+    assert "+" in widget.save_panel.status.text()
+    widget.tabs.setCurrentWidget(widget.save_panel)
+    viewer.screenshot(str(artifacts / "widget_edit_rescored.png"), canvas_only=False)
+
+    # Save: the LIDC consensus selected is never what is written; the tab says what will be
+    viewer.layers.selection.active = widget.layer("lidc consensus")
+    assert widget.masks.mask_layer() is layer
+    assert layer.name in widget.save_panel.target.text()
+    proposed = {}
+
+    def dialog(parent, caption, start, *args, **kwargs):
+        proposed["path"] = start
+        return start, ""
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", dialog)
+    written = widget.masks.save()
+    start = Path(proposed["path"])
+    assert start.is_relative_to(tmp_path / "results") and ct.patient_id in start.name
+    assert written["mask"] == start and written["model mask"].parent == start.parent
+    saved = read_mask(written["mask"], ct)
+    assert np.array_equal(saved > 0, layer.data > 0) and EDIT_LABEL not in saved
+    assert np.array_equal(read_mask(written["model mask"], ct) > 0, model_mask > 0)
+    sidecar = json.loads(written["sidecar"].read_text())
+    assert sidecar["edits"]["voxels_added"] == int((painted & (model_mask == 0)).sum()) > 0
+
+    # never into the CT's source folder without asking
+    source = Path(ct.metadata.get("series_folder") or ct.source)
+    files_before = sorted(source.iterdir())
+    asked = []
+
+    def no(*args, **kwargs):
+        asked.append(args[1] if len(args) > 1 else "")
+        return QMessageBox.No
+
+    monkeypatch.setattr(QMessageBox, "question", no)
+    assert widget.masks.save(source / "mask.nii.gz") is None
+    assert asked and "source" in asked[0] and sorted(source.iterdir()) == files_before
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.Yes)
+    widget.save_panel.seg_check.setChecked(False)
+    written = widget.masks.save(source / "mask.nii.gz")  # asked, and the user said yes
+    try:
+        assert written is not None and written["mask"].is_file()
+    finally:
+        for path in (written or {}).values():
+            path.unlink(missing_ok=True)
+    assert sorted(source.iterdir()) == files_before
