@@ -3,11 +3,11 @@
 Reads the candidate tables of :mod:`src_training.fp_data` (phantoms with true nodules; real chests
 whose candidates off their marked lesions are real vessels and other anatomy) and:
 
-1. scores it held out **by patient**: every real patient is scored by a classifier trained without
-   it (leave-one-patient-out; the CC BY-NC scans never train), and the phantoms by a classifier
-   trained on the other half of the phantom seeds;
+1. scores it held out **by patient**: every real patient (its scan and its scans with inserted
+   nodules) is scored by a classifier trained without it (leave-one-patient-out; the CC BY-NC
+   scans never train), and the phantoms by a classifier trained on the other half of the seeds;
 2. picks the operating point: the classifier score at which the out-of-patient predictions of the
-   training scans give about 1 false positive per scan;
+   trainable real-anatomy scans give about 1 false positive per scan;
 3. trains the final classifier on every trainable case and writes it, with its operating points,
    the training cases and the held-out metrics, as a verified file
    (:mod:`napari_lungkd.models.tree_ensemble`).
@@ -103,7 +103,7 @@ class HeldOut:
 def held_out_scores(tables: list[CaseTable], seed: int = 0, log=print) -> HeldOut:
     from napari_lungkd.models.tree_ensemble import from_sklearn
 
-    real = [t for t in tables if t.kind == "real"]
+    real = [t for t in tables if t.kind in ("real", "inserted")]  # real anatomy, by patient
     phantoms = [t for t in tables if t.kind == "phantom"]
     half_a, half_b = phantoms[0::2], phantoms[1::2]
     scores: dict[str, np.ndarray] = {}
@@ -124,6 +124,40 @@ def held_out_scores(tables: list[CaseTable], seed: int = 0, log=print) -> HeldOu
             without[t.name] = [u.name for u in test]
     order = [t for t in tables if t.name in scores]
     return HeldOut(order, [scores[t.name] for t in order], without)
+
+
+def scan_scores(tables: list[CaseTable], scores: list[np.ndarray]):
+    """Each case as a :class:`~napari_lungkd.scoring.hits.ScanScore` under ``scores``, for
+    :func:`~napari_lungkd.scoring.froc.froc` (pooled FROC, CPM, bootstrap over scans)."""
+    from napari_lungkd.scoring.hits import ScanScore
+
+    out = []
+    for t, s in zip(tables, scores):
+        ref_scores, ref_cands, double = [], [], 0
+        for j in range(t.n_references):
+            idx = np.flatnonzero(t.ref_hit == j)
+            if idx.size:
+                best = int(idx[np.argmax(s[idx])])
+                ref_scores.append(float(s[best]))
+                ref_cands.append(best)
+                double += idx.size - 1
+            else:
+                ref_scores.append(None)
+                ref_cands.append(None)
+        fp = (t.ref_hit < 0) & ~t.ignored
+        out.append(
+            ScanScore(
+                name=t.name,
+                n_candidates=len(s),
+                reference_scores=tuple(ref_scores),
+                reference_candidates=tuple(ref_cands),
+                false_positive_scores=tuple(float(v) for v in s[fp]),
+                n_ignored=int(t.ignored.sum()),
+                n_double=int(double),
+                nodule_dice=tuple(None for _ in ref_scores),
+            )
+        )
+    return out
 
 
 def scan_rows(held: HeldOut, threshold: float, mask_threshold: float = 0.5) -> list[dict]:
@@ -155,7 +189,7 @@ def scan_rows(held: HeldOut, threshold: float, mask_threshold: float = 0.5) -> l
 
 def summary(held: HeldOut, threshold: float) -> dict:
     out = {}
-    for kind in ("phantom", "real"):
+    for kind in ("phantom", "real", "inserted"):
         idx = [i for i, t in enumerate(held.tables) if t.kind == kind]
         tabs = [held.tables[i] for i in idx]
         if not tabs:
@@ -190,8 +224,9 @@ def train_and_export(tables: list[CaseTable], out: Path, seed: int = 0, log=prin
     from napari_lungkd.models.tree_ensemble import from_sklearn, save_tree_ensemble
 
     held = held_out_scores(tables, seed, log)
-    # the operating point from the out-of-patient scores of the scans that may train
-    train_idx = [i for i, t in enumerate(held.tables) if t.trainable]
+    # the operating point from the out-of-patient scores of the real-anatomy scans that may train
+    # (real chests, and real chests with inserted nodules): false positives per scan on real CT
+    train_idx = [i for i, t in enumerate(held.tables) if t.trainable and t.kind != "phantom"]
     ops = operating_points([held.tables[i] for i in train_idx], [held.scores[i] for i in train_idx])
     default = next(o for o in ops if o["fp_per_scan"] == TARGET_FP_PER_SCAN)["threshold"]
     report = {

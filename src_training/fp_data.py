@@ -7,7 +7,7 @@ features (:data:`~napari_lungkd.inference.candidate_features.FEATURE_NAMES`), th
 hits (``-1``: none) and whether it lies on an irrelevant region; rows on neither are false
 positives. Training labels: hit = 1, false positive = 0, irrelevant = left out.
 
-    python -m src_training.fp_data --phantoms 0-23 --real all --cache data/fp_cache
+    python -m src_training.fp_data --phantoms 0-23 --real all --inserted 2 --cache data/fp_cache
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from napari_lungkd.inference.candidate_features import FEATURE_NAMES
 
 PHANTOM_SEED_BASE = 5000
 """Phantom seeds for classifier cases start here, away from the U-Net's training seeds."""
+INSERT_SEED_BASE = 7000
+"""Seeds of the nodules inserted into real chests."""
 
 
 @dataclass(frozen=True, eq=False)
 class CaseTable:
     name: str
     patient: str
-    kind: str  # "phantom" | "real"
+    kind: str  # "phantom" | "real" | "inserted" (a real chest with synthetic nodules)
     trainable: bool
     features: np.ndarray  # (n, F) float64
     ref_hit: np.ndarray  # (n,) int: index of the reference hit, -1 none
@@ -161,8 +163,56 @@ def real_table(segmenter, chest) -> CaseTable:
     )
 
 
+def inserted_table(segmenter, chest, seed: int, n_nodules: int = 5) -> CaseTable:
+    """A real chest with synthetic nodules inserted (seeded): real vessels around true nodules.
+    The host's own marked lesions and nodules are ignored (neither positives nor negatives)."""
+    from napari_lungkd.io import load_ct
+    from napari_lungkd.phantom import insert_nodules
+    from napari_lungkd.scoring.hits import IrrelevantFinding, Reference, ScanCase
+    from src_training.real_chests import lesion_mask
+
+    host = load_ct(chest.path())
+    marked = lesion_mask(chest, host)
+    ins = insert_nodules(host, seed, n_nodules=n_nodules, ignore=marked)
+    ct = ins.ct
+    cands, scored, sec = _candidates(segmenter, ct)
+    refs = tuple(
+        Reference(n.centre_zyx, n.diameter_mm, label=i, name=f"inserted {i}")
+        for i, n in enumerate(ins.nodules, start=1)
+    )
+    irrelevant, irr_labels = (), None
+    if ins.ignore.any():
+        zyx = np.argwhere(ins.ignore).mean(axis=0)
+        irrelevant = (
+            IrrelevantFinding(tuple(float(v) for v in zyx), 1.0, label=1, kind="host lesion"),
+        )
+        irr_labels = ins.ignore.astype(np.uint8)
+    case = ScanCase(
+        tuple(ct.spacing_mm), scored, refs, irrelevant, cands.labels, ins.labels, irr_labels
+    )
+    ref_hit, ignored = _outcomes(case, len(scored))
+    name = f"{chest.name}+ins{seed}"
+    return CaseTable(
+        name,
+        chest.patient,
+        "inserted",
+        chest.trainable,
+        cands.matrix(),
+        ref_hit,
+        ignored,
+        len(refs),
+        sec,
+    )
+
+
 def collect(
-    model: str, phantom_seeds, chests, cache: Path, device: str = "cpu", log=print
+    model: str,
+    phantom_seeds,
+    chests,
+    cache: Path,
+    device: str = "cpu",
+    log=print,
+    inserted_per_host: int = 0,
 ) -> list[CaseTable]:
     """Tables of every case, from the cache where present (resumable)."""
     from napari_lungkd.inference import Segmenter
@@ -170,16 +220,29 @@ def collect(
     segmenter = None
     out = []
     jobs = [("phantom", s) for s in phantom_seeds] + [("real", c) for c in chests]
+    jobs += [
+        ("inserted", (c, INSERT_SEED_BASE + k)) for c in chests for k in range(inserted_per_host)
+    ]
     for kind, item in jobs:
-        name = f"phantom-{item}" if kind == "phantom" else item.name
+        if kind == "phantom":
+            name = f"phantom-{item}"
+        elif kind == "real":
+            name = item.name
+        else:
+            name = f"{item[0].name}+ins{item[1]}"
         path = cache / model / f"{name}.npz"
         if path.exists():
             out.append(CaseTable.load(path))
             continue
         if segmenter is None:
-            segmenter = Segmenter(model, device=device)
+            segmenter = Segmenter(model, device=device, classifier="off")  # the U-Net alone
         t0 = time.perf_counter()
-        table = phantom_table(segmenter, item) if kind == "phantom" else real_table(segmenter, item)
+        if kind == "phantom":
+            table = phantom_table(segmenter, item)
+        elif kind == "real":
+            table = real_table(segmenter, item)
+        else:
+            table = inserted_table(segmenter, *item)
         table.save(path)
         y = table.y
         log(
@@ -208,6 +271,9 @@ def main(argv=None) -> int:
     ap.add_argument("--real", default="all", help="'all', 'none' or comma-separated chest names")
     ap.add_argument("--cache", type=Path, default=Path("data/fp_cache"))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--inserted", type=int, default=2, help="cases per real host with inserted nodules"
+    )
     args = ap.parse_args(argv)
     chests = available()
     if args.real == "none":
@@ -222,6 +288,7 @@ def main(argv=None) -> int:
         args.cache,
         args.device,
         log=lambda s: print(s, flush=True),
+        inserted_per_host=args.inserted,
     )
     return 0
 

@@ -169,3 +169,27 @@ def truth_case(chest: RealChest, ct, candidates, candidate_labels, root: Path | 
         irrelevant_labels=labels,
         name=chest.name,
     )
+
+
+def lesion_mask(chest: RealChest, ct, root: Path | None = None) -> np.ndarray:
+    """bool ``(z, y, x)``: everything marked on ``chest`` (LIDC: every reader's outline; GTVs,
+    label masks, boxes) — where synthetic nodules must not go and no candidate is background."""
+    from napari_lungkd.io.masks import read_mask
+    from napari_lungkd.lidc import annotate, find_lidc_xml
+
+    root = root or realdata_root()
+    if chest.marks == "lidc":
+        xml = (
+            find_lidc_xml(chest.path(root), ct.series_uid)
+            or sorted(chest.path(root).rglob("*.xml"))[0]
+        )
+        masks = annotate(xml, ct)
+        out = np.zeros(ct.hu.shape, dtype=bool)
+        for vol in masks.reader_volumes():
+            out |= np.asarray(vol) > 0
+        return out
+    if chest.marks.startswith("mask:"):
+        return read_mask(root / chest.marks[5:], ct) > 0
+    if chest.marks.startswith("voc:"):
+        return _voc_boxes(ct, root / chest.marks[4:])
+    return np.zeros(ct.hu.shape, dtype=bool)

@@ -17,6 +17,7 @@ field of view), :mod:`~napari_lungkd.phantom.readers` (simulated radiologists),
 from napari_lungkd.phantom.build import make_phantom
 from napari_lungkd.phantom.case import write_case
 from napari_lungkd.phantom.chest import Phantom
+from napari_lungkd.phantom.insert import Inserted, insert_nodules
 from napari_lungkd.phantom.nodules import NoduleFact
 
-__all__ = ["Phantom", "NoduleFact", "make_phantom", "write_case"]
+__all__ = ["Inserted", "NoduleFact", "Phantom", "insert_nodules", "make_phantom", "write_case"]

@@ -52,13 +52,16 @@ class Anatomy:
     rib_pitch_mm: float
     table_gap_mm: float
     seed_texture: int
+    fat_texture_hu: float = 0.0  # marbling of fat (septa, small vessels); 0 in the classic phantom
 
     @property
     def spine_y_mm(self) -> float:
         return 0.52 * self.half_depth_post_mm
 
 
-def sample_anatomy(rng: np.random.Generator) -> Anatomy:
+def sample_anatomy(rng: np.random.Generator, varied: bool = False) -> Anatomy:
+    """One synthetic patient; ``varied`` widens the lung and fat HU to the spread of real scans
+    (issue 14), otherwise the classic ranges (the same random numbers as before)."""
     contrast = bool(rng.random() < 0.55)
     half_width = rng.uniform(140.0, 178.0)
     return Anatomy(
@@ -73,9 +76,9 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         contrast=contrast,
         blood_hu=rng.uniform(220, 420) if contrast else rng.uniform(35, 50),
         liver_hu=rng.uniform(95, 130) if contrast else rng.uniform(50, 65),
-        lung_hu=rng.uniform(-925, -885),
-        gravity_hu=rng.uniform(25, 70),
-        texture_hu=rng.uniform(12, 24),
+        lung_hu=rng.uniform(-915, -860) if varied else rng.uniform(-925, -885),
+        gravity_hu=rng.uniform(30, 110) if varied else rng.uniform(25, 70),
+        texture_hu=rng.uniform(18, 36) if varied else rng.uniform(12, 24),
         dome_right_t=rng.uniform(0.36, 0.44),
         dome_left_t=rng.uniform(0.32, 0.39),
         carina_t=rng.uniform(0.70, 0.76),
@@ -90,6 +93,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         rib_pitch_mm=rng.uniform(24, 30),
         table_gap_mm=rng.uniform(1.0, 8.0),
         seed_texture=int(rng.integers(2**31)),
+        fat_texture_hu=22.0 if varied else 0.0,
     )
 
 
@@ -215,6 +219,9 @@ def compose_anatomy(a: Anatomy, z_mm: np.ndarray, y_mm: np.ndarray, x_mm: np.nda
     # organs and muscle are not uniform either: a gentle smooth variation
     soft = (hu > -30.0) & (hu < 160.0)
     hu[soft] += 14.0 * tex[soft]
+    if a.fat_texture_hu:
+        fat = (hu > -140.0) & (hu < -60.0)  # fat is marbled with septa and vessels
+        hu[fat] += a.fat_texture_hu * tex[fat]
     front = np.array([-np.pi / 2])
     front_r = float(_outline_radius(a, front)[0])
     front_wall = float(_wall_thickness(a, front)[0])

@@ -48,26 +48,30 @@ def make_phantom(
     *,
     n_nodules: int | None = None,
     kinds: tuple[str, ...] | None = None,
+    varied: bool = False,
 ) -> Phantom:
     """Build the synthetic chest CT for ``seed``.
 
     ``size`` is the in-plane matrix (512 like clinical CT; smaller for tests); ``n_slices`` fixes
     the number of slices (the slice spacing then follows from the body length), otherwise the
     spacing is drawn from clinical values (0.625-2.5 mm). ``n_nodules`` (0-6 by default, drawn)
-    and ``kinds`` (one kind per nodule) override the random choice.
+    and ``kinds`` (one kind per nodule) override the random choice. ``varied`` randomises the
+    scanner (kernel, noise level and texture, HU offset) and widens lung and fat HU per case, for
+    training data; off, the phantom is the classic one (byte-identical to earlier versions: the
+    sample case and the bundled weights' training data).
     """
     if size < 32:
         raise ValueError(f"phantom size must be at least 32 pixels, got {size}")
     if n_slices is not None and n_slices < 4:
         raise ValueError(f"phantom n_slices must be at least 4, got {n_slices}")
-    return build(int(seed), int(size), n_slices, n_nodules, kinds)
+    return build(int(seed), int(size), n_slices, n_nodules, kinds, varied)
 
 
-def build(seed: int, size: int, n_slices, n_nodules, kinds):
+def build(seed: int, size: int, n_slices, n_nodules, kinds, varied: bool = False):
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     rng_anat, rng_scan, rng_tree, rng_nod, rng_noise, rng_misc = streams
-    anat = sample_anatomy(rng_anat)
-    scan = sample_scanner(rng_scan, anat, size, n_slices)
+    anat = sample_anatomy(rng_anat, varied)
+    scan = sample_scanner(rng_scan, anat, size, n_slices, varied)
     nz = scan.n_slices
     sz, pix, _ = scan.spacing_mm
     dx, dy = scan.body_offset_mm
@@ -129,6 +133,7 @@ def build(seed: int, size: int, n_slices, n_nodules, kinds):
         rng_nod, anat, hu, labels, grid, work_grid, lung_w, vessels, soft, f, n_nodules, kinds, scan
     )
     add_noise(hu, rng_noise, scan)
+    hu += np.float32(scan.hu_offset)
     hu[:, ~fov_mask(size)] = PADDING_HU
     np.clip(hu, PADDING_HU, 3071, out=hu)
     hu_i16 = np.rint(hu).astype(np.int16)

@@ -28,13 +28,12 @@ class CaseUids:
     message: str
 
 
-def case_uids(seed: int, n_slices: int) -> CaseUids:
+def case_uids(seed, n_slices: int, namespace: str = "napari-lungkd phantom") -> CaseUids:
+    """The case's UIDs, from ``namespace`` and ``seed`` (the same inputs give the same UIDs)."""
     from pydicom.uid import generate_uid
 
     def uid(*parts) -> str:
-        return generate_uid(
-            prefix=None, entropy_srcs=["napari-lungkd phantom", str(seed), *map(str, parts)]
-        )
+        return generate_uid(prefix=None, entropy_srcs=[namespace, str(seed), *map(str, parts)])
 
     return CaseUids(
         study=uid("study"),

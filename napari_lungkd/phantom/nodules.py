@@ -184,15 +184,34 @@ def place_centres(rng, count, lung_dist_mm, coarse_start, coarse_step, vessels, 
     return placed
 
 
+def reach_mm(shape: NoduleShape) -> float:
+    """How far from its centre the nodule's surface can reach (mm), spikes and lobes included."""
+    return shape.radius_mm * (1.0 + float(np.max(shape.lobe_gain, initial=0.0))) * 1.2
+
+
+def shape_field(shape: NoduleShape, x, y, z):
+    """The shape's surface around offsets ``x, y, z`` (mm from its centre, broadcastable).
+
+    Returns ``(x, y, z, rho, radius)``: the offsets scaled by the shape's axes, the scaled distance
+    from the centre and the surface radius in that direction (bumps of the lobes and spikes
+    included); a point is inside where ``rho < radius``.
+    """
+    x, y, z = x / shape.axes[0], y / shape.axes[1], z / shape.axes[2]
+    rho = np.sqrt(x * x + y * y + z * z) + 1e-6
+    bump = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), np.float32)
+    for v, g, p in zip(shape.lobes, shape.lobe_gain, shape.lobe_power):
+        cos = (x * v[0] + y * v[1] + z * v[2]) / rho
+        bump += g * np.clip(cos, 0, None) ** p
+    return x, y, z, rho, shape.radius_mm * (1.0 + bump)
+
+
 def paint_nodule(hu, labels, label, shape: NoduleShape, grid, lung_at, soft_mm: float):
     """Paint one nodule into ``hu`` and its truth into ``labels`` (only inside the lung space).
 
     ``grid`` maps indices to body mm; ``lung_at(lo, hi)`` returns the lung mask in that box.
     Returns the truth voxel count and the mean HU of the truth voxels.
     """
-    reach = (
-        shape.radius_mm * (1.0 + float(np.max(shape.lobe_gain, initial=0.0))) * 1.2 + soft_mm + 1.0
-    )
+    reach = reach_mm(shape) + soft_mm + 1.0
     c_idx = grid.to_index(shape.centre)
     pad = reach / np.asarray(grid.spacing_mm)
     lo = np.maximum(np.floor(c_idx - pad).astype(int), 0)
@@ -203,13 +222,7 @@ def paint_nodule(hu, labels, label, shape: NoduleShape, grid, lung_at, soft_mm: 
     z = (st[0] + sp[0] * np.arange(lo[0], hi[0]))[:, None, None] - shape.centre[2]
     y = (st[1] + sp[1] * np.arange(lo[1], hi[1]))[None, :, None] - shape.centre[1]
     x = (st[2] + sp[2] * np.arange(lo[2], hi[2]))[None, None, :] - shape.centre[0]
-    x, y, z = x / shape.axes[0], y / shape.axes[1], z / shape.axes[2]
-    rho = np.sqrt(x * x + y * y + z * z) + 1e-6
-    bump = np.zeros(np.broadcast_shapes(x.shape, y.shape, z.shape), np.float32)
-    for v, g, p in zip(shape.lobes, shape.lobe_gain, shape.lobe_power):
-        cos = (x * v[0] + y * v[1] + z * v[2]) / rho
-        bump += g * np.clip(cos, 0, None) ** p
-    radius = shape.radius_mm * (1.0 + bump)
+    x, y, z, rho, radius = shape_field(shape, x, y, z)
     occ = np.clip((radius - rho) / soft_mm + 0.5, 0.0, 1.0)
     sub = hu[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     lung = lung_at(lo, hi)

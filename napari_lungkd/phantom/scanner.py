@@ -18,7 +18,11 @@ import numpy as np
 PADDING_HU = -2048
 SLICE_SPACINGS_MM = (0.625, 0.75, 1.0, 1.25, 1.5, 1.8, 2.0, 2.5)
 SLICE_WEIGHTS = (0.08, 0.05, 0.12, 0.2, 0.08, 0.12, 0.15, 0.2)
-KERNELS = ("STANDARD", "BONE", "LUNG", "B30f", "B45f", "FC01")
+SHARP_KERNELS = ("B70f", "LUNG", "BONE", "FC52")
+SOFT_KERNELS = ("STANDARD", "B30f", "B19f", "FC01", "B45f")
+KERNELS = SOFT_KERNELS + SHARP_KERNELS
+CLASSIC_KERNELS = ("STANDARD", "BONE", "LUNG", "B30f", "B45f", "FC01")
+"""The kernels of the classic phantom (the sample and the bundled weights' training data)."""
 
 
 @dataclass(frozen=True)
@@ -32,13 +36,19 @@ class Scanner:
     noise_hu: float
     psf_sigma_mm: float
     kernel: str
+    noise_cutoff: float  # cycles/mm where the noise power spectrum rolls off (sharp: high)
+    hu_offset: float  # calibration offset of this scanner (HU, added to every voxel)
     body_offset_mm: tuple[float, float]  # body centre relative to the image centre (X, Y)
     table_y_mm: float  # table top in the body frame
     z_start_mm: float  # LPS z of the lowest slice
 
 
-def sample_scanner(rng, anatomy, size: int, n_slices: int | None) -> Scanner:
-    """Pick spacing, field of view, noise and the patient's position in the scanner."""
+def sample_scanner(rng, anatomy, size: int, n_slices: int | None, varied: bool = False) -> Scanner:
+    """Pick spacing, field of view, noise and the patient's position in the scanner.
+
+    ``varied``: randomise the scanner per case (kernel soft to sharp, noise 8-60 HU with a
+    matching texture, small HU offsets); otherwise the classic phantom's narrower scanner, which
+    draws the same random numbers as before (the sample and the bundled weights' data)."""
     body_w = 2 * anatomy.half_width_mm * 1.06
     fov = float(np.clip(rng.uniform(body_w - 5, body_w + 60), 300.0, 480.0))
     pix = round(fov / size, 6) if size >= 256 else round(fov / size, 4)
@@ -54,14 +64,30 @@ def sample_scanner(rng, anatomy, size: int, n_slices: int | None) -> Scanner:
     # put the table low in the image, as scanners do
     dy = float(fov / 2 - table_y - rng.uniform(40, 70))
     dx = float(rng.uniform(-12, 12))
+    if varied:
+        # per-case scanner randomisation: kernel from soft to sharp (B19f..B70f), noise 8-60 HU
+        # (sharper kernels are noisier), noise texture following the kernel, small HU offsets
+        psf = float(rng.uniform(0.3, 0.9))
+        noise = float(np.exp(rng.uniform(np.log(8.0), np.log(40.0))) * (0.6 / psf) ** 0.5)
+        noise = float(np.clip(noise, 8.0, 60.0))
+        kernel = str(rng.choice(SHARP_KERNELS if psf < 0.45 else SOFT_KERNELS))
+        cutoff = float(np.clip(0.2 / psf, 0.25, 0.7))
+        offset = float(rng.uniform(-12.0, 12.0))
+    else:
+        noise = float(rng.uniform(14, 30))
+        psf = float(rng.uniform(0.35, 0.6))
+        kernel = str(rng.choice(CLASSIC_KERNELS))
+        cutoff, offset = 0.42, 0.0
     return Scanner(
         size=size,
         n_slices=n,
         spacing_mm=(sz, pix, pix),
         fov_mm=fov,
-        noise_hu=float(rng.uniform(14, 30)),
-        psf_sigma_mm=float(rng.uniform(0.35, 0.6)),
-        kernel=str(rng.choice(KERNELS)),
+        noise_hu=noise,
+        psf_sigma_mm=psf,
+        kernel=kernel,
+        noise_cutoff=cutoff,
+        hu_offset=offset,
         body_offset_mm=(dx, dy),
         table_y_mm=table_y,
         z_start_mm=round(float(-rng.uniform(60, 120) - anatomy.length_mm), 3),
@@ -94,14 +120,14 @@ def upsample2(a: np.ndarray, out_n: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def noise_stack(rng, size: int, pix_mm: float, n: int = 6) -> np.ndarray:
-    """``n`` slices of unit-variance correlated noise with a CT-like noise power spectrum."""
+def noise_stack(rng, size: int, pix_mm: float, n: int = 6, fc: float = 0.42) -> np.ndarray:
+    """``n`` slices of unit-variance correlated noise with a CT-like noise power spectrum
+    (a ramp times a Gaussian window that rolls off at ``fc`` cycles/mm)."""
     from scipy import fft
 
     fy = np.fft.fftfreq(size, d=pix_mm)
     fx = np.fft.rfftfreq(size, d=pix_mm)
     fr = np.hypot(fy[:, None], fx[None, :])
-    fc = 0.42  # cycles/mm: where the reconstruction window rolls the ramp off
     amp = np.sqrt(fr * np.exp(-((fr / fc) ** 2))).astype(np.float32)
     white = rng.standard_normal((n, size, size), dtype=np.float32)
     out = fft.irfft2(fft.rfft2(white, workers=1) * amp[None], s=(size, size), workers=1)
@@ -113,7 +139,8 @@ def noise_stack(rng, size: int, pix_mm: float, n: int = 6) -> np.ndarray:
 def add_noise(hu: np.ndarray, rng, scanner: Scanner, body: np.ndarray | None = None) -> None:
     """Add correlated noise in place, one rolled noise slice per image slice."""
     nz, ny, nx = hu.shape
-    stack = noise_stack(rng, ny, scanner.spacing_mm[1]) * scanner.noise_hu
+    stack = noise_stack(rng, ny, scanner.spacing_mm[1], fc=scanner.noise_cutoff)
+    stack *= scanner.noise_hu
     picks = rng.integers(0, stack.shape[0], nz)
     shifts = rng.integers(0, ny, (nz, 2))
     for k in range(nz):

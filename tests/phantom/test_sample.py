@@ -56,8 +56,8 @@ def test_sample_opens_in_a_viewer(make_napari_viewer, qtbot, artifacts, tmp_path
     names = [layer.name for layer in viewer.layers]
     image = viewer.layers[0]
     assert image.__class__.__name__ == "Image" and image.data.shape[1:] == (512, 512)
-    readers = [n for n in names if n.startswith("LIDC reader")]
-    assert len(readers) == 4 and any(n.startswith("LIDC consensus") for n in names)
+    readers = [n for n in names if "LIDC reader" in n]  # "<patient> · LIDC reader 1"
+    assert len(readers) == 4 and any("LIDC consensus" in n for n in names)
     truth = viewer.layers["phantom truth"].data
     assert len(np.unique(truth)) - 1 == len(SAMPLE_KINDS)
     # show a slice through the largest nodule in the lung window and look at it
