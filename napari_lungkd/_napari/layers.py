@@ -17,10 +17,15 @@ from napari_lungkd.windowing import DEFAULT_WINDOW, contrast_limits
 CT_KEY = "lungkd_ct"
 
 
+AXIS_LABELS = ("z", "y", "x")
+"""The CT's index axes, slice first (every array in napari-lungkd is ``(z, y, x)``)."""
+
+
 def _placement(ct: CtVolume) -> dict:
     placement = {
         "scale": tuple(float(s) for s in ct.spacing_mm),
         "translate": tuple(float(v) for v in ct.origin_mm[::-1]),
+        "axis_labels": AXIS_LABELS,  # the dims slider says "z", not napari's "-3"
     }
     direction = np.asarray(ct.direction, dtype=float)
     if not np.allclose(direction, np.eye(3), atol=1e-6) and np.linalg.det(direction) > 0:

@@ -61,9 +61,8 @@ def check_outputs(args) -> None:
             raise ExportError(f"{what} {value} is an input of this command; choose another file.")
         check_output_file(value, what=what)  # a folder, an unwritable place: its own sentence
         if target.is_file() and not getattr(args, "overwrite", False):
-            raise ExportError(
-                f"{what} {value} already exists; pass --overwrite to replace it, or choose another file."
-            )
+            hint = "pass --overwrite to replace it, or " if hasattr(args, "overwrite") else ""
+            raise ExportError(f"{what} {value} already exists; {hint}choose another file.")
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:

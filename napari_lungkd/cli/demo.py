@@ -27,6 +27,7 @@ def register(subparsers) -> None:
         help="also run the teacher and show student | teacher side by side on the largest nodule",
     )
     p.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window when ready")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --screenshot file")
     p.add_argument(
         "--quit-after-screenshot",
         action="store_true",

@@ -57,8 +57,10 @@ def test_layer_data_is_named_placed_windowed_and_carries_the_ct(tmp_path):
     assert derived == {
         "scale": kwargs["scale"],
         "translate": kwargs["translate"],
+        "axis_labels": ("z", "y", "x"),  # napari's dims slider names the slice axis "z"
         "metadata": {"lungkd_ct": ct},
     }
+    assert kwargs["axis_labels"] == ("z", "y", "x")
 
 
 def test_bad_input_gives_one_notification_and_no_layer(tmp_path, monkeypatch):

@@ -126,3 +126,21 @@ def test_check_output_helpers_create_nothing(tmp_path):
     with pytest.raises(ExportError, match="cannot be written"):
         check_output_file("/proc/lungkd-x/r.json")
     assert list(tmp_path.iterdir()) == [tmp_path / "x.txt"]
+
+
+def test_every_command_that_writes_a_file_offers_overwrite():
+    # an existing output file is refused unless --overwrite is given: the flag must exist to be given
+    from napari_lungkd.cli.main import build_parser
+
+    def leaves(parser):
+        subs = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+        if not subs:
+            yield parser
+        for sub in subs:
+            for child in sub.choices.values():
+                yield from leaves(child)
+
+    for p in leaves(build_parser()):
+        opts = p._option_string_actions
+        if any(o in opts for o in ("--json", "--masks", "--screenshot")):
+            assert "--overwrite" in opts, p.prog

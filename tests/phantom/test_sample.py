@@ -64,7 +64,8 @@ def test_sample_opens_in_a_viewer(make_napari_viewer, qtbot, artifacts, tmp_path
     z = int(np.argmax((truth > 0).sum(axis=(1, 2))))
     viewer.dims.set_current_step(0, z)
     viewer.window._qt_window.resize(1400, 950)
-    qtbot.wait(200)
+    qtbot.waitExposed(viewer.window._qt_window)
+    assert viewer.dims.axis_labels == ("z", "y", "x")  # the slider is named, not "-3"
     viewer.reset_view()
     shot = viewer.screenshot(str(artifacts / "sample_chest_ct.png"), canvas_only=False)
     assert shot.shape[0] > 100 and shot[..., :3].std() > 20
