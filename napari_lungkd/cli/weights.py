@@ -17,6 +17,11 @@ def register(subparsers) -> None:
     )
     ins.add_argument("source", metavar="PATH_OR_URL")
     ins.add_argument("--sha256", help="the SHA-256 the file must have (required trust for URLs)")
+    ins.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an installed weights file of the same model that differs (and an existing --json file)",
+    )
     add_json_option(ins)
     ver = sub.add_parser(
         "verify", help="check weights files (content hash, pinned hash, tensor shapes)"
@@ -48,7 +53,7 @@ def run(args) -> int:
         from napari_lungkd.files import check_output_dir
 
         check_output_dir(w.user_weights_dir(), what="the weights folder")
-        info = w.install(args.source, sha256=args.sha256)
+        info = w.install(args.source, sha256=args.sha256, overwrite=args.overwrite)
         print(
             f"installed {info.spec.name} ({info.spec.encoder}) -> {info.path} sha256 {info.sha256}"
         )

@@ -235,3 +235,28 @@ def test_int8_and_fp16_compressed_files_load_into_the_model(tmp_path, student_st
         ref = student_state["encoder.layer1.0.conv1.weight"]
         assert w.dtype == torch.float32
         assert (w - ref).abs().max() <= ref.abs().max() / 127 + 1e-6
+
+
+def test_cli_weights_install_keeps_an_installed_file_unless_asked(
+    tmp_path, student_file, student_state, capsys
+):
+    from napari_lungkd.cli.main import main
+
+    path, sha = student_file
+    assert main(["weights", "install", str(path)]) == 0
+    installed = tmp_path / "user" / "student.safetensors"
+    other = tmp_path / "other" / "student.safetensors"
+    other.parent.mkdir()
+    other_sha = save_weights(
+        other, student_state, get_spec("student"), {**META, "note": "another run"}
+    )
+    assert other_sha != sha
+    capsys.readouterr()
+    assert (
+        main(["weights", "install", str(other)]) == 2
+    )  # another file of the same model: ask first
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and file_sha256(installed) == sha
+    assert main(["weights", "install", str(path)]) == 0  # the same file again is fine
+    assert main(["weights", "install", str(other), "--overwrite"]) == 0
+    assert file_sha256(installed) == other_sha
