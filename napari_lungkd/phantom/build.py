@@ -1,8 +1,10 @@
 """The assembly line of :func:`napari_lungkd.phantom.make_phantom`.
 
 Order: draw the patient and the scanner; paint the tissues and great vessels on the coarse grid;
-bring them to the full matrix; grow and paint the lung vessel tree and bronchi; place and paint the
-nodules (with their truth); add correlated noise; pad outside the field of view; cast to int16.
+bring them to the full matrix; grow and paint the lung vessel tree and bronchi (the varied phantom:
+continuous artery and vein trees per lobe, bronchi, fissures and look-alikes, see
+:mod:`~napari_lungkd.phantom.lung_detail`); place and paint the nodules (with their truth); the
+varied phantom's streaks near bone; add correlated noise; pad outside the field of view; int16.
 Each part draws from its own random stream (spawned from the seed), so changing how nodules are
 drawn does not change the anatomy of a seed.
 """
@@ -14,6 +16,8 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from napari_lungkd.phantom.anatomy import compose_anatomy, sample_anatomy
 from napari_lungkd.phantom.chest import Phantom
+from napari_lungkd.phantom.lookalikes import record as record_lookalikes
+from napari_lungkd.phantom.lung_detail import paint_lung_detail
 from napari_lungkd.phantom.nodules import (
     LOCATION_P,
     LOCATIONS,
@@ -31,6 +35,7 @@ from napari_lungkd.phantom.scanner import (
     sample_scanner,
     upsample2,
 )
+from napari_lungkd.phantom.streaks import add_streaks
 from napari_lungkd.phantom.tubes import (
     Grid,
     bronchi_along,
@@ -57,7 +62,9 @@ def make_phantom(
     spacing is drawn from clinical values (0.625-2.5 mm). ``n_nodules`` (0-6 by default, drawn)
     and ``kinds`` (one kind per nodule) override the random choice. ``varied`` randomises the
     scanner (kernel, noise level and texture, HU offset) and widens lung and fat HU per case, for
-    training data; off, the phantom is the classic one (byte-identical to earlier versions: the
+    training data, and draws the lungs anew: continuous vessel trees from the hila to the pleura,
+    bronchi, fissures, streaks near bone and benign look-alikes (``Phantom.lookalikes``,
+    never in ``labels``); off, the phantom is the classic one (byte-identical to earlier versions: the
     sample case and the bundled weights' training data).
     """
     if size < 32:
@@ -107,31 +114,38 @@ def build(seed: int, size: int, n_slices, n_nodules, kinds, varied: bool = False
         k, j, i = round((z - wz0) / wsz), round((y - wy0) / wsy), round((x - wx0) / wsx)
         return 0 <= k < wnz and 0 <= j < wny and 0 <= i < wnx and bool(lung_w[k, j, i])
 
-    r_min = max(0.45, 0.45 * pix)
-    vessels = []
-    lung_pts = np.argwhere(lung_w[:, ::4, ::4])
-    for side in (-1, 1):
-        roots = hilum_roots(anat, side)
-        # peripheral roots: the tree's outer branches, so that vessels reach the whole lung
-        hil = np.asarray(roots[0][0])
-        for idx in lung_pts[rng_tree.permutation(len(lung_pts))[:600]]:
-            p = (
-                np.asarray(work_grid.start_mm)[::-1]
-                + (idx * (1, 4, 4) * np.asarray(work_grid.spacing_mm))[::-1]
-            )
-            if np.sign(p[0]) == side and len(roots) < 45:
-                roots.append((tuple(p), tuple(p - hil), float(rng_tree.uniform(1.4, 2.8))))
-        vessels += grow_vessel_tree(rng_tree, roots, inside, r_min, max_segments=4000)
-    for seg in vessels:
-        paint_tube(hu, grid, seg, anat.blood_hu, soft)
-    for seg in bronchi_along(vessels):
-        paint_tube(hu, grid, seg, 20.0, soft, radius_add=max(0.6, 0.25 * seg.r0))
-        paint_tube(hu, grid, seg, -990.0, soft)
+    detail = None
+    if varied:  # continuous trees, bronchi, fissures, look-alikes (issue 14)
+        detail = paint_lung_detail(rng_tree, anat, scan, hu, grid, work_grid, lung_w, f)
+        vessels = detail.vessels
+    else:
+        r_min = max(0.45, 0.45 * pix)
+        vessels = []
+        lung_pts = np.argwhere(lung_w[:, ::4, ::4])
+        for side in (-1, 1):
+            roots = hilum_roots(anat, side)
+            # peripheral roots: the tree's outer branches, so that vessels reach the whole lung
+            hil = np.asarray(roots[0][0])
+            for idx in lung_pts[rng_tree.permutation(len(lung_pts))[:600]]:
+                p = (
+                    np.asarray(work_grid.start_mm)[::-1]
+                    + (idx * (1, 4, 4) * np.asarray(work_grid.spacing_mm))[::-1]
+                )
+                if np.sign(p[0]) == side and len(roots) < 45:
+                    roots.append((tuple(p), tuple(p - hil), float(rng_tree.uniform(1.4, 2.8))))
+            vessels += grow_vessel_tree(rng_tree, roots, inside, r_min, max_segments=4000)
+        for seg in vessels:
+            paint_tube(hu, grid, seg, anat.blood_hu, soft)
+        for seg in bronchi_along(vessels):
+            paint_tube(hu, grid, seg, 20.0, soft, radius_add=max(0.6, 0.25 * seg.r0))
+            paint_tube(hu, grid, seg, -990.0, soft)
 
     labels = np.zeros(hu.shape, np.uint8)
     facts = _add_nodules(
         rng_nod, anat, hu, labels, grid, work_grid, lung_w, vessels, soft, f, n_nodules, kinds, scan
     )
+    if detail is not None:
+        add_streaks(hu, pix, detail.streaks)
     add_noise(hu, rng_noise, scan)
     hu += np.float32(scan.hu_offset)
     hu[:, ~fov_mask(size)] = PADDING_HU
@@ -145,6 +159,15 @@ def build(seed: int, size: int, n_slices, n_nodules, kinds, varied: bool = False
     )
     facts = tuple(_locate(fact, origin, pix, sz) for fact in facts)
     distractors = _distractors(rng_misc, vessels, grid, facts)
+    metadata = {
+        "kernel": scan.kernel,
+        "contrast": anat.contrast,
+        "n_vessel_segments": len(vessels),
+    }
+    lookalikes = ()
+    if detail is not None:
+        metadata.update(detail.metadata)
+        lookalikes = record_lookalikes(detail.items, grid, origin, (sz, pix), facts, labels)
     return Phantom(
         seed=seed,
         hu=hu_i16,
@@ -155,11 +178,8 @@ def build(seed: int, size: int, n_slices, n_nodules, kinds, varied: bool = False
         distractors_zyx=distractors,
         scanner=scan,
         anatomy=anat,
-        metadata={
-            "kernel": scan.kernel,
-            "contrast": anat.contrast,
-            "n_vessel_segments": len(vessels),
-        },
+        metadata=metadata,
+        lookalikes=lookalikes,
     )
 
 

@@ -25,6 +25,9 @@ class Phantom:
     scanner: Any  # phantom_scanner.Scanner
     anatomy: Any  # phantom_anatomy.Anatomy
     metadata: dict = field(default_factory=dict)
+    # benign look-alikes (varied phantom only), never in ``labels``: dicts with kind
+    # (vessel_junction | scar | atelectasis_band | mucus_plug), centre_zyx, centre_mm, size_mm
+    lookalikes: tuple = ()
 
     @property
     def shape(self) -> tuple[int, int, int]:

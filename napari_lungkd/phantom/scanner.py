@@ -22,6 +22,7 @@ SHARP_KERNELS = ("B70f", "LUNG", "BONE", "FC52")
 SOFT_KERNELS = ("STANDARD", "B30f", "B19f", "FC01", "B45f")
 KERNELS = SOFT_KERNELS + SHARP_KERNELS
 CLASSIC_KERNELS = ("STANDARD", "BONE", "LUNG", "B30f", "B45f", "FC01")
+THICK_SLICES_MM = (3.0, 5.0)  # the varied phantom only
 """The kernels of the classic phantom (the sample and the bundled weights' training data)."""
 
 
@@ -66,7 +67,11 @@ def sample_scanner(rng, anatomy, size: int, n_slices: int | None, varied: bool =
     dx = float(rng.uniform(-12, 12))
     if varied:
         # per-case scanner randomisation: kernel from soft to sharp (B19f..B70f), noise 8-60 HU
-        # (sharper kernels are noisier), noise texture following the kernel, small HU offsets
+        # (sharper kernels are noisier), noise texture following the kernel, small HU offsets;
+        # a quarter of the cases thick slices (3 or 5 mm) as many real archives hold
+        if n_slices is None and rng.random() < 0.25:
+            sz = float(rng.choice(THICK_SLICES_MM))
+            n = int(round(anatomy.length_mm / sz))
         psf = float(rng.uniform(0.3, 0.9))
         noise = float(np.exp(rng.uniform(np.log(8.0), np.log(40.0))) * (0.6 / psf) ** 0.5)
         noise = float(np.clip(noise, 8.0, 60.0))
