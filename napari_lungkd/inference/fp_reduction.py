@@ -21,7 +21,7 @@ import numpy as np
 from napari_lungkd.errors import WeightsError
 from napari_lungkd.inference.candidate_features import FEATURE_NAMES
 from napari_lungkd.inference.candidates import Candidates, find_candidates
-from napari_lungkd.inference.nodules import find_nodules, label_volume
+from napari_lungkd.inference.nodules import label_nodules
 
 CLASSIFIER_SUFFIX = "_fp.safetensors"
 
@@ -110,7 +110,7 @@ def nodules_and_mask(
     components of ``mask`` of at least ``min_volume_mm3``, largest first."""
     ct_geom = ct if hasattr(ct, "index_to_lps") else None
     if triage_result is None:
-        nodules = find_nodules(
+        return label_nodules(
             mask,
             ct.spacing_mm,
             hu=hu,
@@ -118,27 +118,24 @@ def nodules_and_mask(
             min_volume_mm3=min_volume_mm3,
             ct=ct_geom,
         )
-        return nodules, label_volume(mask, nodules)
     t = triage_result
     kept_labels = [c.label for c, k in zip(t.candidates.items, t.kept) if k]
     kept_mask = (
         np.isin(t.candidates.labels, kept_labels) if kept_labels else np.zeros(mask.shape, bool)
     )
-    found = find_nodules(
+    found, labelled = label_nodules(
         kept_mask, ct.spacing_mm, hu=hu, probability=probability, min_volume_mm3=0.0, ct=ct_geom
     )
     score_of = dict(zip((c.label for c in t.candidates.items), t.scores))
     scored = []
-    for nd in found:
+    for nd in found:  # a nodule of several kept candidates (pieces) scores as its best piece
         z0, y0, x0, z1, y1, x1 = nd.bbox
-        box = t.candidates.labels[z0:z1, y0:y1, x0:x1]
-        cand = int(np.bincount(box[box > 0]).argmax())
-        scored.append(replace(nd, score=float(score_of[cand])))
+        box = t.candidates.labels[z0:z1, y0:y1, x0:x1][labelled[z0:z1, y0:y1, x0:x1] == nd.label]
+        scored.append(replace(nd, score=max(float(score_of[int(c)]) for c in np.unique(box))))
     order = sorted(range(len(scored)), key=lambda i: -scored[i].score)
-    labelled = label_volume(kept_mask, found)  # labels as numbered by find_nodules
-    out = np.zeros(labelled.shape, dtype=np.uint16)
+    relabel = np.zeros(len(found) + 1, dtype=np.uint16)
     nodules = []
     for new, i in enumerate(order, start=1):
-        out[labelled == found[i].label] = new
+        relabel[found[i].label] = new
         nodules.append(replace(scored[i], label=new))
-    return nodules, out
+    return nodules, relabel[labelled]

@@ -1,24 +1,31 @@
-"""From a binary mask to a nodule table: 3-D connected components and their measurements.
+"""From a binary mask to a nodule table: what a nodule is, once, for the table, the CSV, the
+labelled mask (nodule ``i`` of the table is label ``i + 1``), the DICOM-SEG segments and the scores.
 
-Per nodule: centroid (voxel and mm), bounding box, volume (mm³), longest axial diameter (mm: the
-largest in-plane Feret diameter over the nodule's slices, what a radiologist measures with
-calipers on the axial slice where it looks largest), mean HU, max probability and slice count.
+A nodule is a group of 26-connected pieces of the mask that belong together
+(:func:`~napari_lungkd.inference.pieces.group_pieces`: pieces within 3 mm of each other, and the
+top and bottom of one object whose middle the model missed). Per nodule: centroid (voxel and mm),
+bounding box, volume (mm³), longest axial diameter (mm: the largest in-plane Feret diameter over
+the nodule's slices, what a radiologist measures with calipers on the axial slice where it looks
+largest), mean HU, max probability, slice count, pieces, elongation and flatness, and a
+plausibility flag (:func:`~napari_lungkd.inference.plausibility.plausibility`).
 
-Components smaller than ``min_volume_mm3`` are dropped. The default, 4.2 mm³, is the volume of a
+Nodules smaller than ``min_volume_mm3`` are dropped. The default, 4.2 mm³, is the volume of a
 2 mm sphere: below that a blob is 3-4 voxels of a typical 0.7 x 0.7 x 2.5 mm CT, noise rather than
 anything a reader could mark (LIDC readers outline nodules from 3 mm; smaller ones get a point).
-Components are 26-connected (touching by a corner counts), so a thin oblique vessel-like strand
-is one object, not many.
+Pieces are 26-connected (touching by a corner counts), so a thin oblique vessel-like strand is
+one object, not many.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from napari_lungkd.files import atomic_path
+from napari_lungkd.inference.pieces import MERGE_GAP_MM, STACKED_MIN_OVERLAP, group_pieces
+from napari_lungkd.inference.plausibility import plausibility
 
 DEFAULT_MIN_VOLUME_MM3 = 4.2
 
@@ -45,10 +52,23 @@ class Nodule:
     """Patient LPS (x, y, z) of the centroid when the CT geometry was given."""
     score: float | None = None
     """Nodule probability from the false-positive classifier (None when it did not run)."""
+    n_pieces: int = 1
+    """26-connected pieces of the mask merged into this nodule (:mod:`.pieces`)."""
+    elongation: float | None = None
+    """sqrt(minor / major eigenvalue) of the physical-space covariance (pyradiomics; 1 = round,
+    near 0 = a tube)."""
+    flatness: float | None = None
+    """sqrt(least / major eigenvalue) (pyradiomics; 1 = round, near 0 = thin across its length:
+    a sheet, a tube, a mark on one slice)."""
 
     @property
     def centre_slice(self) -> int:
         return int(round(self.centroid_zyx[0]))
+
+    @property
+    def flag(self) -> str:
+        """Why this is implausible as a nodule ("" when it is not): :func:`.plausibility`."""
+        return plausibility(self)
 
 
 def feret_diameter_mm(mask_2d: np.ndarray, spacing_yx) -> float:
@@ -88,9 +108,28 @@ def find_nodules(
     min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
     ct=None,
 ) -> list[Nodule]:
-    """Connected components of ``mask`` (z, y, x) as :class:`Nodule` records, largest first.
+    """The nodules of ``mask`` (z, y, x) as :class:`Nodule` records, largest first
+    (:func:`label_nodules` without the label volume)."""
+    return label_nodules(mask, spacing_mm, hu, probability, min_volume_mm3, ct)[0]
 
-    ``ct`` (a CtVolume), when given, adds each centroid's patient LPS position.
+
+def label_nodules(
+    mask: np.ndarray,
+    spacing_mm,
+    hu: np.ndarray | None = None,
+    probability: np.ndarray | None = None,
+    min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
+    ct=None,
+    merge_gap_mm: float = MERGE_GAP_MM,
+    stacked_overlap: float | None = STACKED_MIN_OVERLAP,
+) -> tuple[list[Nodule], np.ndarray]:
+    """``(nodules, labels)``: the nodules of ``mask`` (z, y, x), largest first, and the uint16
+    label volume where nodule ``i`` of the list is label ``i + 1`` (nodules below
+    ``min_volume_mm3`` are in neither).
+
+    ``ct`` (a CtVolume), when given, adds each centroid's patient LPS position. ``merge_gap_mm`` and
+    ``stacked_overlap`` are the two rules of :func:`~napari_lungkd.inference.pieces.group_pieces`
+    (``0`` and None: every 26-connected component is a nodule of its own).
     """
     from scipy import ndimage
 
@@ -101,14 +140,15 @@ def find_nodules(
         raise ValueError(f"hu has shape {np.shape(hu)}, the mask {full_shape}")
     if probability is not None and np.shape(probability) != full_shape:
         raise ValueError(f"probability has shape {np.shape(probability)}, the mask {full_shape}")
+    out = np.zeros(full_shape, dtype=np.uint16)
     box = _bounding_box(mask)
     if box is None:
-        return []
+        return [], out
     offset = tuple(b.start for b in box)
     mask = mask[box]
     hu = None if hu is None else np.asarray(hu)[box]
     probability = None if probability is None else np.asarray(probability)[box]
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    labels, n, pieces = group_pieces(mask, spacing, merge_gap_mm, stacked_overlap)
     voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
     counts = np.bincount(labels.ravel(), minlength=n + 1)
     nodules: list[Nodule] = []
@@ -125,6 +165,7 @@ def find_nodules(
         centroid = (zz.mean() + start[0], yy.mean() + start[1], xx.mean() + start[2])
         on_slices = np.flatnonzero(sub.any(axis=(1, 2)))
         diameter = max(feret_diameter_mm(sub[k], spacing[1:]) for k in on_slices)
+        elongation, flatness = shape_ratios(np.stack([zz, yy, xx], axis=1), spacing)
         mean_hu = float(hu[sl][sub].mean()) if hu is not None else None
         max_p = float(probability[sl][sub].max()) if probability is not None else None
         lps = (
@@ -134,7 +175,7 @@ def find_nodules(
         )
         nodules.append(
             Nodule(
-                label=0,
+                label=lab,  # the group's label for now; renumbered below
                 centroid_zyx=tuple(float(c) for c in centroid),
                 centroid_mm=tuple(float(c * s) for c, s in zip(centroid, spacing)),
                 bbox=(*start, *stop),
@@ -145,12 +186,29 @@ def find_nodules(
                 mean_hu=mean_hu,
                 max_probability=max_p,
                 centroid_lps_mm=lps,
+                n_pieces=int(pieces[lab]),
+                elongation=elongation,
+                flatness=flatness,
             )
         )
     nodules.sort(key=lambda nd: -nd.volume_mm3)
-    from dataclasses import replace
+    relabel = np.zeros(n + 1, dtype=np.uint16)
+    for i, nd in enumerate(nodules, start=1):
+        relabel[nd.label] = i
+    out[box] = relabel[labels]
+    return [replace(nd, label=i) for i, nd in enumerate(nodules, start=1)], out
 
-    return [replace(nd, label=i) for i, nd in enumerate(nodules, start=1)]
+
+def shape_ratios(voxels: np.ndarray, spacing) -> tuple[float, float]:
+    """``(elongation, flatness)`` of voxel indices ``(n, 3)``: pyradiomics' square roots of the
+    minor / major and least / major eigenvalues of the physical-space covariance, each voxel a
+    uniform box (so a single voxel or a single slice has a thickness), as the candidates measure."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+    pts = np.asarray(voxels, dtype=np.float64) * spacing
+    cov = np.cov(pts.T) if len(pts) > 1 else np.zeros((3, 3))
+    cov = cov + np.diag(spacing**2 / 12.0)
+    ev = np.sort(np.clip(np.linalg.eigvalsh(cov), 1e-12, None))[::-1]
+    return float(np.sqrt(ev[1] / ev[0])), float(np.sqrt(ev[2] / ev[0]))
 
 
 def _bounding_box(mask: np.ndarray):
@@ -163,22 +221,6 @@ def _bounding_box(mask: np.ndarray):
             return None
         box.append(slice(int(hit[0]), int(hit[-1]) + 1))
     return tuple(box)
-
-
-def label_volume(mask: np.ndarray, nodules: list[Nodule]) -> np.ndarray:
-    """A uint16 label image where nodule ``k`` (as numbered by :func:`find_nodules`) is ``k``."""
-    from scipy import ndimage
-
-    labels, _ = ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3, 3), dtype=bool))
-    out = np.zeros(labels.shape, dtype=np.uint16)
-    for nd in nodules:
-        z, y, x = (int(round(c)) for c in nd.centroid_zyx)
-        z0, y0, x0, z1, y1, x1 = nd.bbox
-        box = labels[z0:z1, y0:y1, x0:x1]
-        vals, cnt = np.unique(box[box > 0], return_counts=True)
-        if vals.size:
-            out[labels == vals[np.argmax(cnt)]] = nd.label
-    return out
 
 
 def largest_section_z(nodule: Nodule, *masks: np.ndarray) -> int:
@@ -203,6 +245,8 @@ COLUMNS = (
     "mean_hu",
     "max_probability",
     "score",
+    "flag",
+    "n_pieces",
     "centroid_z",
     "centroid_y",
     "centroid_x",
@@ -234,7 +278,9 @@ def nodules_to_rows(nodules: list[Nodule]) -> list[dict]:
             "max_probability": None
             if d["max_probability"] is None
             else round(d["max_probability"], 4),
-            "score": None if nd.score is None else round(nd.score, 4),
+            "score": _score_cell(nd.score),
+            "flag": nd.flag,
+            "n_pieces": nd.n_pieces,
             "centroid_z": round(nd.centroid_zyx[0], 2),
             "centroid_y": round(nd.centroid_zyx[1], 2),
             "centroid_x": round(nd.centroid_zyx[2], 2),
@@ -246,6 +292,13 @@ def nodules_to_rows(nodules: list[Nodule]) -> list[dict]:
             row[k] = int(v)
         rows.append(row)
     return rows
+
+
+def _score_cell(score):
+    """The classifier's score rounded; None (an empty cell, JSON null) when absent or NaN."""
+    if score is None or not np.isfinite(score):
+        return None
+    return round(float(score), 4)
 
 
 def write_nodules_csv(path, nodules: list[Nodule], overwrite: bool = True) -> None:

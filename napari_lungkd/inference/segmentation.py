@@ -93,8 +93,9 @@ class Segmentation:
     mask: np.ndarray
     """uint16 ``(z, y, x)``: nodule ``i`` of :attr:`nodules` is label ``i + 1`` (0 background)."""
     nodules: list
-    """:class:`~napari_lungkd.inference.nodules.Nodule` records: best classifier score first when
-    the false-positive stage ran, else largest first."""
+    """:class:`~napari_lungkd.inference.nodules.Nodule` records (the pieces of one nodule merged,
+    each with its plausibility ``flag``): best classifier score first when the false-positive
+    stage ran, else largest first."""
     timings: Timings
     provenance: Provenance
     prepared: PreparedInput | None = None

@@ -10,11 +10,12 @@ Pure functions on ``(z, y, x)`` arrays (anything non-zero is foreground). Conven
   empty: 0.0; exactly one empty: ``inf``. HD95 is the larger of the two directed 95th
   percentiles (medpy's ``hd95``); the mean surface distance is the mean of the two directed
   means (medpy's ``assd``). The work is cropped to the masks' joint bounding box.
-* **Lesions** (:func:`match_lesions`): predicted connected components (26-connected) are matched
-  to reference nodules by overlap (at least ``min_overlap_voxels`` shared voxels). A reference
-  nodule touched by a component is a true positive, one touched by none a false negative; a
-  component touching no reference nodule is a false positive. Per-nodule Dice compares a
-  reference nodule with the union of the components touching it.
+* **Lesions** (:func:`match_lesions`): predicted connected components (26-connected; the labels
+  of an integer label volume) are matched to reference nodules by overlap (at least
+  ``min_overlap_voxels`` shared voxels). A reference nodule touched by a component is a true
+  positive, one touched by none a false negative; a component touching no reference nodule is a
+  false positive. Per-nodule Dice compares a reference nodule with the union of the components
+  touching it.
 """
 
 from __future__ import annotations
@@ -180,15 +181,24 @@ class LesionMatch:
 def match_lesions(pred_mask, ref_labels_or_masks, spacing_mm=None, min_overlap_voxels: int = 1):
     """Match predicted connected components to reference nodules by overlap (see module doc).
 
+    ``pred_mask``: a boolean mask (its 26-connected components are the predictions) or an integer
+    label volume (each label one prediction: a segmentation's labelled mask, whose label ``i`` is
+    nodule ``i`` of its table, pieces of one nodule included).
     ``ref_labels_or_masks``: an integer label volume (0 = background), a boolean mask (its
     26-connected components are the nodules) or a list of boolean masks (one per nodule).
     ``spacing_mm`` is accepted for symmetry with the other metrics; matching is by voxels.
     """
     from scipy import ndimage
 
-    pred = np.asarray(pred_mask) != 0
+    given = np.asarray(pred_mask)
+    pred = given != 0
     ref = _reference_labels(ref_labels_or_masks, pred.shape)
-    comps, n_comp = ndimage.label(pred, structure=np.ones((3,) * pred.ndim))
+    if np.issubdtype(given.dtype, np.integer):  # a label volume: its labels, as numbered
+        comps = given
+        comp_ids = [int(v) for v in np.unique(given[pred])]
+    else:
+        comps, n_comp = ndimage.label(pred, structure=np.ones((3,) * pred.ndim))
+        comp_ids = list(range(1, n_comp + 1))
     ref_ids = [int(v) for v in np.unique(ref) if v != 0]
     both = (ref > 0) & (comps > 0)
     pairs = np.zeros((2, 0), dtype=np.int64)
@@ -207,7 +217,7 @@ def match_lesions(pred_mask, ref_labels_or_masks, spacing_mm=None, min_overlap_v
         pred_m = np.isin(comps, touching[r]) if touching[r] else np.zeros_like(pred)
         nodule_dice[r] = dice(ref_m, pred_m)
     tp = sum(1 for r in ref_ids if touching[r])
-    fps = tuple(c for c in range(1, n_comp + 1) if c not in used_components)
+    fps = tuple(c for c in comp_ids if c not in used_components)
     return LesionMatch(
         tp=tp,
         fn=len(ref_ids) - tp,

@@ -214,3 +214,19 @@ def test_lidc0001_count_printed_csv_rows_mask_labels_and_scored_components_agree
         assert int(row["n_voxels"]) == int((mask == int(row["label"])).sum())
     assert f"{scored} nodules scored" in printed
     assert "trained on synthetic phantoms only" in report["models"]["student"]["weights"]
+    # the nodule is one row: the student marks its top and bottom and misses its solid core
+    # (slices 88-90), and the two pieces merge (inference/pieces.py); it was two rows of 1,626
+    # and 1,122 mm3, 179 rows in all
+    from napari_lungkd.io import load_ct
+    from napari_lungkd.lidc import annotate
+
+    ct = load_ct(lidc0001)
+    consensus = annotate(lidc0001 / "069.xml", ct=ct).consensus_labels() > 0
+    touching = {int(v) for v in np.unique(mask[consensus])} - {0}
+    assert len(touching) == 1
+    (row,) = [r for r in rows if int(r["label"]) in touching]
+    assert int(row["n_pieces"]) >= 2 and row["flag"] == ""
+    consensus_mm3 = float(consensus.sum() * np.prod(ct.spacing_mm))
+    assert 2500 < float(row["volume_mm3"]) < consensus_mm3  # 2,752 of the readers' 6,709 mm3
+    les = report["scores"]["student"]["lesions"]
+    assert (les["tp"], les["fn"], les["fp"]) == (1, 0, scored - 1) and scored < 179

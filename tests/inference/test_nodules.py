@@ -1,4 +1,5 @@
-"""Nodule table from a mask: components, size filter, diameters, CSV rows."""
+"""Nodule table from a mask: components, size filter, diameters, CSV rows (the pieces of one
+nodule: test_nodule_pieces.py; the plausibility flag: test_plausibility.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from napari_lungkd.inference.nodules import (
     COLUMNS,
     feret_diameter_mm,
     find_nodules,
-    label_volume,
+    label_nodules,
     largest_section_z,
     nodules_to_rows,
     write_nodules_csv,
@@ -95,7 +96,9 @@ def test_lps_centroid_with_a_ct_and_csv_rows(tmp_path):
     write_nodules_csv(path, nods)
     read = list(csv.DictReader(path.open()))
     assert float(read[0]["volume_mm3"]) == 16.0 and read[0]["mean_hu"] == ""
-    labels = label_volume(mask, nods)
+    nods2, labels = label_nodules(mask, ct.spacing_mm, ct=ct, min_volume_mm3=1)
+    assert nods2 == nods and labels.dtype == np.uint16
     assert labels.max() == 1 and (labels > 0).sum() == 8
+    assert read[0]["flag"] == nods[0].flag and read[0]["n_pieces"] == "1"
     write_nodules_csv(path, [])
     assert path.read_text().strip() == ",".join(COLUMNS)

@@ -1,5 +1,11 @@
 """The nodule table: one row per found nodule; clicking a row takes the viewer to it.
 
+Rows are ranked by the false-positive classifier's score when the nodules carry one (most likely
+first), plausible rows before flagged ones among equal scores; without a score, plausible rows
+first, largest first. The "flag" column says why a row is implausible as a nodule
+(:func:`~napari_lungkd.inference.plausibility.plausibility`: "1 slice", "elongated", "> 30 mm
+(mass)", "< 3 mm"); flagged rows are greyed, not hidden.
+
 The jump works in *world* coordinates (the CT layer's scale and translate), so the viewer lands on
 the nodule's centre slice whatever the spacing, and the camera centres and zooms on it (in grid
 mode, for the size of one cell: see :mod:`framing`).
@@ -7,12 +13,59 @@ mode, for the size of one cell: see :mod:`framing`).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 from napari_lungkd._napari.framing import frame_box
+from napari_lungkd.inference.plausibility import (
+    ELONGATED_BELOW,
+    FLAT_BELOW,
+    MAX_DIAMETER_MM,
+    MIN_DIAMETER_MM,
+)
 
 COLUMNS = ("#", "volume mm³", "diameter mm", "slices", "max prob")
+FLAG_TIP = (
+    "Why this row is implausible as a nodule (it is kept; you decide): "
+    f"< {MIN_DIAMETER_MM:g} mm (smaller than LIDC readers outline), "
+    f"> {MAX_DIAMETER_MM:g} mm (a mass), "
+    f"1 slice / flat (about 3x wider than thick, flatness < {FLAT_BELOW:g}), "
+    f"elongated (about 3x longer than wide, elongation < {ELONGATED_BELOW:g}: a vessel)"
+)
+_FLAGGED_GREY = QColor(150, 150, 150)
+
+
+def _score(nodule) -> float | None:
+    """The classifier's score of ``nodule``; None when absent or NaN."""
+    value = getattr(nodule, "score", None)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _flag(nodule) -> str:
+    return str(getattr(nodule, "flag", "") or "")
+
+
+def rank(nodules) -> tuple[list, bool]:
+    """``(rows, scored)``: the nodules in table order (see the module doc) and whether any has a
+    score. The sort is stable: the incoming order (largest first) breaks the remaining ties."""
+    nodules = list(nodules)
+    scored = any(_score(n) is not None for n in nodules)
+
+    def key(n):
+        flagged = bool(_flag(n))
+        if not scored:
+            return (flagged,)
+        score = _score(n)
+        return (-score if score is not None else math.inf, flagged)
+
+    return sorted(nodules, key=key), scored
 
 
 def _fmt(value, nd: int) -> str:
@@ -57,28 +110,35 @@ class NoduleTable(QTableWidget):
         self.cellClicked.connect(lambda row, _col: self.jump_to(row))
 
     def set_nodules(self, nodules, scale, translate) -> None:
-        """Fill the table; when the nodules carry a ``score`` (the false-positive stage's nodule
-        probability) it gets a column and the rows are ranked by it, most likely first."""
-        nodules = list(nodules)
-        scored = any(getattr(n, "score", None) is not None for n in nodules)
-        if scored:
-            nodules.sort(key=lambda n: -float(getattr(n, "score", None) or 0.0))
-        self.nodules = nodules
+        """Fill the table, ranked (:func:`rank`); a "score" column when the nodules carry the
+        false-positive stage's nodule probability, and always the plausibility "flag"."""
+        self.clearSelection()  # a selected row would now point at another nodule
+        self.nodules, scored = rank(nodules)
         self.scale, self.translate = tuple(scale), tuple(translate)
-        columns = COLUMNS + (("score",) if scored else ())
+        columns = COLUMNS + (("score",) if scored else ()) + ("flag",)
         self.setColumnCount(len(columns))
         self.setHorizontalHeaderLabels(columns)
+        self.horizontalHeaderItem(len(columns) - 1).setToolTip(FLAG_TIP)
         self.setRowCount(len(self.nodules))
         for row, n in enumerate(self.nodules):
+            flag = _flag(n)
             cells = (
-                str(getattr(n, "label", row + 1)),
-                _fmt(n.volume_mm3, 1),
-                _fmt(n.diameter_mm, 1),
-                str(int(n.n_slices)),
-                _fmt(n.max_probability, 2),
-            ) + ((_fmt(getattr(n, "score", None), 2),) if scored else ())
+                (
+                    str(getattr(n, "label", row + 1)),
+                    _fmt(n.volume_mm3, 1),
+                    _fmt(n.diameter_mm, 1),
+                    str(int(n.n_slices)),
+                    _fmt(n.max_probability, 2),
+                )
+                + ((_fmt(_score(n), 2),) if scored else ())
+                + (flag,)
+            )
             for col, text in enumerate(cells):
-                self.setItem(row, col, QTableWidgetItem(text))
+                item = QTableWidgetItem(text)
+                if flag:
+                    item.setForeground(QBrush(_FLAGGED_GREY))
+                    item.setToolTip(f"Implausible as a nodule: {flag}")
+                self.setItem(row, col, item)
 
     def clear_nodules(self) -> None:
         self.set_nodules([], self.scale, self.translate)

@@ -58,8 +58,8 @@ def test_segment_keeps_viewer_responsive_and_aligns_layers(setup, qtbot, artifac
     # the nodule table lists the nodules; a click goes to the nodule's centre slice
     table = widget.nodule_table
     assert table.rowCount() == len(seg.nodules) >= 1
-    row = 0  # the largest
-    nod = seg.nodules[row]
+    row = 0  # the first row: plausible rows first (nodule_table.rank), then the largest
+    nod = table.nodules[row]
     qtbot.mouseClick(
         table.viewport(), Qt.LeftButton, pos=table.visualRect(table.model().index(row, 1)).center()
     )
