@@ -36,6 +36,7 @@ class DataConfig:
     num_workers: int = 4
     val_batch_size: int = 16
     val_max_negative: int = 8  # validation: every nodule slice plus this many others per case
+    hard_fraction: float = 0.0  # share of crops centred on a case's hard negatives (mix cache)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class TrainConfig:
     split: str | None = None  # default: <cache>/split.json
     out: str = "runs/run"
     teacher: str | None = None  # null = no distillation; else the teacher's best.pt / .safetensors
+    init: str | None = None  # start from these weights (best.pt / .safetensors of the same spec)
     device: str = "auto"
     tensorboard: bool = False  # write <out>/tb (imports tensorboard only when true)
     data: DataConfig = field(default_factory=DataConfig)

@@ -32,7 +32,10 @@ from napari_lungkd.models.specs import (
 
 
 class CachedCase:
-    """One prepared case: HU volume, consensus mask and nodule labels, memory-mapped."""
+    """One prepared case: HU volume, consensus mask and nodule labels, memory-mapped; optionally an
+    ``ignore.npy`` (a host's own lesions: neither nodule nor background, left out of the loss) and
+    ``hard_negatives`` in case.json (voxel centres of vessel-like structures and of a model's false
+    positives, where hard-negative crops are centred)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -47,6 +50,14 @@ class CachedCase:
         self.spacing_mm = tuple(float(v) for v in self.meta["spacing_mm"])
         self.positive = np.asarray(self.meta["positive_slices"], dtype=np.int64)
         self.negative = np.asarray(self.meta["negative_slices"], dtype=np.int64)
+        hard = self.meta.get("hard_negatives") or []
+        self.hard = np.asarray(hard, dtype=np.int64).reshape(-1, 3)
+
+    @property
+    def ignore(self) -> np.ndarray | None:
+        """uint8 ``(z, y, x)``: 1 where the loss must not look (None: nothing to ignore)."""
+        path = self.folder / "ignore.npy"
+        return np.load(path, mmap_mode="r") if path.is_file() else None
 
     @property
     def hu(self) -> np.ndarray:
@@ -68,13 +79,24 @@ def open_cases(cache_dir, case_ids) -> list[CachedCase]:
     return cases
 
 
+POSITIVE, RANDOM, HARD = 1, 0, 2
+"""What a plan row's third column says: a nodule slice, any other slice, a hard-negative centre."""
+
+
 def epoch_plan(
-    cases: list[CachedCase], n_samples: int, pos_fraction: float, seed: int, epoch: int
+    cases: list[CachedCase],
+    n_samples: int,
+    pos_fraction: float,
+    seed: int,
+    epoch: int,
+    hard_fraction: float = 0.0,
 ) -> np.ndarray:
-    """``(n_samples, 3)`` rows ``(case index, slice index, positive?)`` for one epoch.
+    """``(n_samples, 4)`` rows ``(case index, slice index, kind, hard point index)`` for one epoch.
 
     A fraction ``pos_fraction`` of the samples are slices that contain a nodule (oversampling:
-    nodules cover a tiny part of a CT), the rest are drawn from the slices without one.
+    nodules cover a tiny part of a CT); a fraction ``hard_fraction`` are crops centred on a case's
+    hard negatives (vessels seen end-on, a model's false positives); the rest are drawn from the
+    slices without a nodule. Without hard negatives the draws are those of earlier versions.
     """
     rng = np.random.default_rng((seed, epoch, 7919))
     pos = [(ci, s) for ci, c in enumerate(cases) for s in c.positive]
@@ -83,13 +105,21 @@ def epoch_plan(
         raise TrainingError("The training cases have no slices at all.")
     n_pos = int(round(n_samples * pos_fraction)) if pos else 0
     n_pos = n_samples if not neg else n_pos
+    hard = [(ci, k) for ci, c in enumerate(cases) for k in range(len(c.hard))]
+    n_hard = min(int(round(n_samples * hard_fraction)), n_samples - n_pos) if hard else 0
     rows = []
     if n_pos:
         pick = rng.integers(0, len(pos), n_pos)
-        rows += [(pos[i][0], pos[i][1], 1) for i in pick]
-    if n_samples - n_pos:
-        pick = rng.integers(0, len(neg), n_samples - n_pos)
-        rows += [(neg[i][0], neg[i][1], 0) for i in pick]
+        rows += [(pos[i][0], pos[i][1], POSITIVE, -1) for i in pick]
+    n_neg = n_samples - n_pos - n_hard
+    if n_neg:
+        pick = rng.integers(0, len(neg), n_neg)
+        rows += [(neg[i][0], neg[i][1], RANDOM, -1) for i in pick]
+    if n_hard:
+        pick = rng.integers(0, len(hard), n_hard)
+        for i in pick:
+            ci, k = hard[i]
+            rows.append((ci, int(cases[ci].hard[k, 0]), HARD, k))
     plan = np.asarray(rows, dtype=np.int64)
     return plan[rng.permutation(len(plan))]
 
@@ -114,12 +144,15 @@ def _take(img: np.ndarray, y0: int, x0: int, crop: int, fill: float) -> np.ndarr
     return out
 
 
-def augment(x: np.ndarray, y: np.ndarray, rng, cfg: dict, fill: float):
-    """Flip, small rotation and scale, intensity jitter: ``x (C, H, W)`` float32, ``y (H, W)``."""
+def augment(x: np.ndarray, y: np.ndarray, rng, cfg: dict, fill: float, w=None):
+    """Flip, small rotation and scale, intensity jitter: ``x (C, H, W)`` float32, ``y (H, W)``;
+    ``w (H, W)``, the loss weight, moves with ``y`` (returned third when given)."""
     if rng.random() < cfg.get("flip_p", 0.5):
         x, y = x[..., ::-1], y[..., ::-1]
+        w = None if w is None else w[..., ::-1]
     if rng.random() < cfg.get("flip_ud_p", 0.0):
         x, y = x[..., ::-1, :], y[::-1, :]
+        w = None if w is None else w[::-1, :]
     rot = math.radians(rng.uniform(-1, 1) * cfg.get("rotate_deg", 10.0))
     scale = 1.0 + rng.uniform(-1, 1) * cfg.get("scale", 0.1)
     if rot or scale != 1.0:
@@ -129,10 +162,13 @@ def augment(x: np.ndarray, y: np.ndarray, rng, cfg: dict, fill: float):
         offset = centre - mat @ centre
         x = np.stack([ndimage.affine_transform(ch, mat, offset, order=1, cval=fill) for ch in x])
         y = ndimage.affine_transform(y.astype(np.float32), mat, offset, order=0, cval=0.0)
+        if w is not None:  # corners rotated in are background (x there is the fill value)
+            w = ndimage.affine_transform(w.astype(np.float32), mat, offset, order=0, cval=1.0)
     jitter = cfg.get("intensity", 0.05)
     if jitter:
         x = x * (1.0 + rng.uniform(-jitter, jitter)) + rng.uniform(-jitter, jitter)
-    return np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
+    out = np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.float32)
+    return out if w is None else (*out, np.ascontiguousarray(w, dtype=np.float32))
 
 
 class TrainSlices(Dataset):
@@ -147,8 +183,10 @@ class TrainSlices(Dataset):
         pos_fraction: float = 0.5,
         augment_cfg: dict | None = None,
         seed: int = 0,
+        hard_fraction: float = 0.0,
     ):
         self.cases, self.spec, self.crop = cases, spec, int(crop_size)
+        self.hard_fraction = float(hard_fraction)
         self.n, self.pos_fraction, self.seed = (
             int(samples_per_epoch),
             float(pos_fraction),
@@ -160,32 +198,38 @@ class TrainSlices(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
-        self.plan = epoch_plan(self.cases, self.n, self.pos_fraction, self.seed, self.epoch)
+        self.plan = epoch_plan(
+            self.cases, self.n, self.pos_fraction, self.seed, self.epoch, self.hard_fraction
+        )
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int):
-        ci, z, positive = (int(v) for v in self.plan[i])
+        """``(x (C, H, W), y (1, H, W), w (1, H, W))``: input, nodule mask, loss weight (0 on a
+        host's own lesions, which are neither nodule nor background; 1 elsewhere)."""
+        ci, z, kind, k = (int(v) for v in self.plan[i])
         rng = np.random.default_rng((self.seed, self.epoch, int(i)))
         case = self.cases[ci]
-        hu, mask = case.hu, case.mask
+        hu, mask, ignore = case.hu, case.mask, case.ignore
         x = preprocess_slices(hu, self.spec, indices=[z])[0]  # (C, H, W)
         y = np.asarray(mask[z], dtype=np.float32)
+        w = np.ones_like(y) if ignore is None else 1.0 - np.asarray(ignore[z], dtype=np.float32)
         centre = (None, None)
-        if positive and y.any():
+        if kind == POSITIVE and y.any():
             ys, xs = np.nonzero(y)
-            k = int(rng.integers(0, len(ys)))
-            centre = (int(ys[k]), int(xs[k]))
+            j = int(rng.integers(0, len(ys)))
+            centre = (int(ys[j]), int(xs[j]))
+        elif kind == HARD:
+            centre = (int(case.hard[k, 1]), int(case.hard[k, 2]))
         y0 = _crop_origin(y.shape[0], self.crop, centre[0], rng)
         x0 = _crop_origin(y.shape[1], self.crop, centre[1], rng)
         x = _take(x, y0, x0, self.crop, self.fill)
         y = _take(y, y0, x0, self.crop, 0.0)
+        w = _take(w, y0, x0, self.crop, 1.0)
         if self.augment_cfg:
-            x, y = augment(x, y, rng, self.augment_cfg, self.fill)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))[
-            None
-        ]
+            x, y, w = augment(x, y, rng, self.augment_cfg, self.fill, w)
+        return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in (x, y[None], w[None]))
 
 
 def val_slices(case: CachedCase, max_negative: int, seed: int = 0) -> np.ndarray:

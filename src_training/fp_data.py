@@ -95,7 +95,8 @@ def _outcomes(case, n: int):
     return ref_hit.astype(np.int32), ignored.astype(bool)
 
 
-def _candidates(segmenter, ct):
+def _candidates(segmenter, ct, keep=None):
+    """Candidates of ``segmenter`` on ``ct``; ``keep`` (a list) receives the Segmentation."""
     from napari_lungkd.inference.candidates import find_candidates
     from napari_lungkd.progress import run_to_end
     from napari_lungkd.scoring.hits import ScoredCandidate
@@ -108,6 +109,8 @@ def _candidates(segmenter, ct):
     scored = tuple(
         ScoredCandidate(c.centroid_zyx, c.features["prob_max"], c.label) for c in cands.items
     )
+    if keep is not None:
+        keep.append(seg)
     return cands, scored, {"model": t1 - t0, "candidates": t2 - t1}
 
 
@@ -138,12 +141,14 @@ def phantom_table(segmenter, seed: int, size: int = 512) -> CaseTable:
     )
 
 
-def real_table(segmenter, chest) -> CaseTable:
+def real_table(segmenter, chest, ct=None, keep=None) -> CaseTable:
+    """The candidate table of a real chest (``ct``: its loaded CT, else loaded here; ``keep``:
+    a list that receives the Segmentation)."""
     from napari_lungkd.io import load_ct
     from src_training.real_chests import UNMARKED_MASS_MM, truth_case
 
-    ct = load_ct(chest.path())
-    cands, scored, sec = _candidates(segmenter, ct)
+    ct = load_ct(chest.path()) if ct is None else ct
+    cands, scored, sec = _candidates(segmenter, ct, keep)
     case = truth_case(chest, ct, scored, cands.labels)
     ref_hit, ignored = _outcomes(case, len(scored))
     x = cands.matrix()

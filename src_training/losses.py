@@ -24,25 +24,39 @@ from torch import nn
 # ------------------------------------------------------------------ ground truth ---------
 
 
-def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Soft Dice loss ``1 - (2|P∩G| + s) / (|P| + |G| + s)`` pooled over the whole batch."""
+def dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0, weight=None
+) -> torch.Tensor:
+    """Soft Dice loss ``1 - (2|P∩G| + s) / (|P| + |G| + s)`` pooled over the whole batch;
+    ``weight`` (0/1, the target's shape) leaves pixels out (an ignore region)."""
     prob = torch.sigmoid(logits.float())
     target = target.float()
+    if weight is not None:
+        prob, target = prob * weight, target * weight
     inter = (prob * target).sum()
     return 1.0 - (2.0 * inter + smooth) / (prob.sum() + target.sum() + smooth)
 
 
 def bce(
-    logits: torch.Tensor, target: torch.Tensor, pos_weight: float | None = None
+    logits: torch.Tensor, target: torch.Tensor, pos_weight: float | None = None, weight=None
 ) -> torch.Tensor:
-    """Binary cross-entropy on logits, mean over pixels."""
+    """Binary cross-entropy on logits, mean over pixels (over the pixels of weight 1 when a
+    0/1 ``weight`` is given; an all-zero weight gives 0)."""
     pw = None if pos_weight is None else torch.tensor(pos_weight, device=logits.device)
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=pw)
+    if weight is None:
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=pw)
+    per_pixel = F.binary_cross_entropy_with_logits(
+        logits.float(), target.float(), pos_weight=pw, reduction="none"
+    )
+    weight = weight.float()
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def dice_bce(logits, target, w_dice: float = 1.0, w_bce: float = 1.0) -> torch.Tensor:
-    """The thesis's ground-truth loss: weighted Dice + BCE."""
-    return w_dice * dice_loss(logits, target) + w_bce * bce(logits, target)
+def dice_bce(logits, target, w_dice: float = 1.0, w_bce: float = 1.0, weight=None) -> torch.Tensor:
+    """The thesis's ground-truth loss: weighted Dice + BCE (``weight``: 0 where to ignore)."""
+    return w_dice * dice_loss(logits, target, weight=weight) + w_bce * bce(
+        logits, target, weight=weight
+    )
 
 
 # ------------------------------------------------------------------ response KD ----------
@@ -148,8 +162,10 @@ class SegmentationLoss(nn.Module):
         super().__init__()
         self.w_dice, self.w_bce = float(dice), float(bce)
 
-    def forward(self, logits, target):
-        return dice_bce(logits, target, self.w_dice, self.w_bce)
+    def forward(self, logits, target, weight=None):
+        """``weight`` (0/1 like ``target``): pixels of weight 0 (a host's own lesion) count
+        neither as nodule nor as background."""
+        return dice_bce(logits, target, self.w_dice, self.w_bce, weight)
 
 
 class DistillationLoss(nn.Module):

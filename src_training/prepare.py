@@ -126,35 +126,75 @@ def prepare_case(
             f"Case {item['series']} has no *truth*.nii(.gz) beside it, so --truth cannot be used."
         )
     labels = reference_labels(ct, item["xml"], level, rule, item["truth"] if use_truth else None)
-    mask = (labels > 0).astype(np.uint8)
     hu = np.asarray(ct.hu)
     hu = np.clip(np.round(hu), -32768, 32767).astype(np.int16) if hu.dtype != np.int16 else hu
     spacing = tuple(float(v) for v in ct.spacing_mm)
     if spacing_mm:
         hu, labels, spacing = resample_inplane(hu, labels, spacing, float(spacing_mm))
-        mask = (labels > 0).astype(np.uint8)
     patient = ct.patient_id or item["series"].parents[1].name
     case_id = _safe(f"{patient}_{(ct.series_uid or item['series'].name)[-12:]}_{item['xml'].stem}")
-    folder = out_dir / case_id
+    return write_case(
+        out_dir,
+        case_id,
+        patient,
+        hu,
+        labels,
+        spacing,
+        reference="truth" if use_truth else f"consensus level {level} ({rule})",
+        extra={
+            "series_uid": ct.series_uid,
+            "source_series": str(item["series"]),
+            "source_xml": str(item["xml"]),
+            "original_spacing_mm": [float(v) for v in ct.spacing_mm],
+        },
+    )
+
+
+def write_case(
+    out_dir: Path,
+    case_id: str,
+    patient: str,
+    hu: np.ndarray,
+    labels: np.ndarray,
+    spacing,
+    reference: str,
+    extra: dict | None = None,
+    hard=None,
+    ignore=None,
+) -> dict:
+    """Write one cache folder (hu, mask, labels, optional ignore, case.json) and return case.json.
+
+    ``hard``: ``(k, 3)`` voxel centres of hard negatives; ``ignore``: bool ``(z, y, x)``, pixels
+    the loss leaves out (a host's own lesions). Positive slices hold a nodule; the others are the
+    negative slices (an ignored lesion does not make a slice positive).
+    """
+    folder = Path(out_dir) / case_id
     folder.mkdir(parents=True, exist_ok=True)
-    for name, arr in (("hu", hu), ("mask", mask), ("labels", labels.astype(np.int16))):
+    hu = np.asarray(hu)
+    hu = np.clip(np.round(hu), -32768, 32767).astype(np.int16) if hu.dtype != np.int16 else hu
+    labels = np.asarray(labels).astype(np.int16)
+    mask = (labels > 0).astype(np.uint8)
+    for name, arr in (("hu", hu), ("mask", mask), ("labels", labels)):
         np.save(folder / f"{name}.npy", arr)
+    if ignore is not None and np.asarray(ignore).any():
+        np.save(folder / "ignore.npy", (np.asarray(ignore) > 0).astype(np.uint8))
     per_slice = mask.reshape(mask.shape[0], -1).any(axis=1)
     meta = {
         "case_id": case_id,
         "patient_id": patient,
-        "series_uid": ct.series_uid,
-        "source_series": str(item["series"]),
-        "source_xml": str(item["xml"]),
-        "reference": "truth" if use_truth else f"consensus level {level} ({rule})",
-        "spacing_mm": list(spacing),
-        "original_spacing_mm": [float(v) for v in ct.spacing_mm],
+        **(extra or {}),
+        "reference": reference,
+        "spacing_mm": [float(v) for v in spacing],
         "shape": list(hu.shape),
         "n_nodules": int(len(np.unique(labels)) - 1),
         "positive_slices": np.flatnonzero(per_slice).tolist(),
         "negative_slices": np.flatnonzero(~per_slice).tolist(),
+        "hard_negatives": np.asarray(hard if hard is not None else [], np.int64)
+        .reshape(-1, 3)
+        .tolist(),
+        "ignored_voxels": int(np.count_nonzero(ignore)) if ignore is not None else 0,
     }
-    write_json(folder / "case.json", meta)
+    write_json(folder / "case.json", meta)  # last: a folder with case.json is complete
     return meta
 
 

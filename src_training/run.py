@@ -107,6 +107,8 @@ def build_run(cfg: TrainConfig, resume: bool = False) -> Run:
     from napari_lungkd.models.specs import build_model
 
     model = build_model(spec).to(device)
+    if cfg.init and not resume:
+        load_init(cfg.init, spec, model)
     teacher = load_teacher(cfg, spec, device)
     distill = build_distillation(cfg, model, teacher).to(device)
     params = list(model.parameters()) + list(distill.parameters())
@@ -152,6 +154,23 @@ def build_run(cfg: TrainConfig, resume: bool = False) -> Run:
     return run
 
 
+def load_init(path, spec, model: torch.nn.Module) -> None:
+    """Start ``model`` from the weights at ``path`` (fine-tuning); they must be of ``spec``'s
+    architecture and preprocessing."""
+    from napari_lungkd.models.weights import load_state_into
+
+    weights = read_weights(path)
+    if (weights.spec.encoder, weights.spec.preprocessing()) != (
+        spec.encoder,
+        spec.preprocessing(),
+    ):
+        raise TrainingError(
+            f"Initial weights {path} are a {weights.spec.encoder} model with other preprocessing "
+            f"than {spec.name} ({spec.encoder}); start from weights of the same model."
+        )
+    load_state_into(model, weights.state, weights.path)
+
+
 def load_teacher(cfg: TrainConfig, spec, device) -> torch.nn.Module | None:
     """The frozen teacher of a distillation run (``cfg.teacher``), or None."""
     if not cfg.teacher:
@@ -190,7 +209,14 @@ def build_dataset(cfg: TrainConfig, split: dict, spec, world: int):
     augment = dataclasses.asdict(cfg.augment) if cfg.augment is not None else None
     cases = D.open_cases(cfg.cache, split["cases"]["train"])
     dataset = D.TrainSlices(
-        cases, spec, dc.crop_size, dc.samples_per_epoch, dc.pos_fraction, augment, cfg.seed
+        cases,
+        spec,
+        dc.crop_size,
+        dc.samples_per_epoch,
+        dc.pos_fraction,
+        augment,
+        cfg.seed,
+        dc.hard_fraction,
     )
     steps = math.ceil(len(dataset) / world) // dc.batch_size
     if steps < 1:

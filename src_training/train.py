@@ -120,8 +120,8 @@ def train_one_epoch(run: Run, stop: Stop, quiet: bool = False) -> None:
         leave=False,
     )
     ckpt_every = cfg.optim.checkpoint_every_steps
-    for x, y in bar:
-        loss = train_step(run, x, y)
+    for x, y, w in bar:
+        loss = train_step(run, x, y, w)
         bar.set_postfix(loss=f"{loss:.4f}")
         if stop.reached(run):
             break
@@ -130,12 +130,14 @@ def train_one_epoch(run: Run, stop: Stop, quiet: bool = False) -> None:
             save_checkpoint(run, "last.pt", full=True)  # with the position in the epoch
 
 
-def train_step(run: Run, x, y) -> float:
-    """One optimiser step on the batch ``(x, y)``; returns its loss."""
+def train_step(run: Run, x, y, w=None) -> float:
+    """One optimiser step on the batch ``(x, y)`` with loss weight ``w`` (0 on ignored pixels);
+    returns its loss."""
     x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+    w = None if w is None else w.to(run.device, non_blocking=True)
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         logits = run.ddp(x)
-        terms = {"seg": run.seg_loss(logits, y)}
+        terms = {"seg": run.seg_loss(logits, y, w)}
         s_feats = run.student_features.pop()
         if run.teacher is not None:
             with torch.no_grad():

@@ -33,6 +33,27 @@ def test_bce_known_value():
     assert L.dice_bce(logits, target, 0.0, 2.0).item() == pytest.approx(2 * math.log(2.0), rel=1e-6)
 
 
+def test_ignored_pixels_do_not_change_the_loss():
+    """A host's own lesion (weight 0) counts neither as nodule nor as background: whatever the
+    model says there, the ground-truth loss is the same, and equal to the loss of the rest alone."""
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:4, 2:4] = 1
+    weight = torch.ones_like(target)
+    weight[:, :, 5:, 5:] = 0  # the ignore region
+    logits = _t(2, 1, 8, 8, seed=1)
+    seg = L.SegmentationLoss(1.0, 1.0)
+    base = seg(logits, target, weight)
+    wild = logits.clone()
+    wild[:, :, 5:, 5:] = 40.0  # "nodule!" on the ignored lesion
+    assert seg(wild, target, weight).item() == pytest.approx(base.item(), abs=1e-6)
+    assert seg(wild, target).item() > base.item() + 1.0  # without the weight it would count
+    keep = weight > 0
+    bce_rest = torch.nn.functional.binary_cross_entropy_with_logits(logits[keep], target[keep])
+    assert L.bce(logits, target, weight=weight).item() == pytest.approx(bce_rest.item(), rel=1e-6)
+    ones = torch.ones_like(target)
+    assert seg(logits, target, ones).item() == pytest.approx(seg(logits, target).item(), rel=1e-6)
+
+
 def test_response_kd_zero_when_equal_positive_otherwise_and_known_value():
     z = _t(2, 1, 4, 4)
     assert L.response_kd(z, z.clone(), 4.0).item() == pytest.approx(0.0, abs=1e-7)

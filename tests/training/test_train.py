@@ -80,7 +80,7 @@ def test_fit_removes_the_teachers_and_students_forward_hooks(kd_setup, tmp_path)
 def test_fit_removes_the_hooks_when_a_step_fails(kd_setup, tmp_path, monkeypatch):
     run = build_run(_cfg(kd_setup, tmp_path / "run"))
 
-    def broken_step(run, x, y):
+    def broken_step(run, x, y, w=None):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(T, "train_step", broken_step)
@@ -155,3 +155,20 @@ def test_validation_dice_is_metrics_dice_over_the_same_slices(kd_setup):
     want = dice(np.concatenate(preds), np.concatenate(refs))
     assert 0.0 < want < 1.0  # a non-trivial overlap
     assert got == pytest.approx(want, abs=1e-12)
+
+
+def test_init_starts_from_given_weights_and_refuses_another_architecture(kd_setup, tmp_path):
+    """``init: PATH`` fine-tunes: the model starts from those weights (not a fresh init), and
+    weights of another encoder are one sentence before any work."""
+    cache, teacher = kd_setup
+    run = build_run(_cfg(kd_setup, tmp_path / "a", "teacher=null", f"init={teacher}"))
+    start = read_checkpoint(teacher)["model"]
+    for k, v in run.model.state_dict().items():
+        assert torch.equal(v, start[k].float()), k
+    fresh = build_run(_cfg(kd_setup, tmp_path / "b", "teacher=null", "seed=5"))
+    assert any(not torch.equal(v, start[k]) for k, v in fresh.model.state_dict().items())
+    other = tmp_path / "other.pt"
+    spec = get_spec("student").with_(encoder="resnet34")
+    write_checkpoint(other, {"model": build_model(spec).state_dict(), "spec": spec.to_dict()})
+    with pytest.raises(TrainingError, match="resnet34"):
+        build_run(_cfg(kd_setup, tmp_path / "c", "teacher=null", f"init={other}"))
