@@ -9,7 +9,8 @@ name alone, and is named after the patient (``LIDC-IDRI-0001 · student``), so t
 live side by side in one viewer. Masks and readers are drawn as outlines by default (a radiologist
 judges the edge; :func:`set_fill` fills them); colours are fixed per role (:data:`LEGEND`).
 The user's brush paints :data:`EDIT_LABEL` (its own colour), and the model's own mask stays beside
-the corrected one in a hidden layer.
+the corrected one in a hidden layer. Every candidate of a run, with its score, is a hidden points
+layer (:func:`show_candidates`): those below the operating point are drawn grey.
 """
 
 from __future__ import annotations
@@ -46,10 +47,14 @@ LEGEND = (
     ("LIDC consensus", COLOURS["consensus"]),
 )
 """(what, colour) pairs of the one legend the widget shows."""
+DROPPED_COLOUR = "#9a9a9a"
+"""Candidates below the operating point (the points layer)."""
+CANDIDATE_RING_MM = (8.0, 6.0)
+"""A candidate's ring: its longest diameter plus 6 mm, at least 8 mm across."""
 OUTLINE, FILL_OPACITY = 2, 0.5
 _HIDDEN_BY_GRID = "lungkd_hidden_by_grid"
 MASK, ORIGINAL, PROBABILITY = "mask", "model mask", "probability"
-DISAGREEMENT, GRID_CT = "disagreement", "grid ct"
+DISAGREEMENT, GRID_CT, CANDIDATES = "disagreement", "grid ct", "candidates"
 LIDC_READER, LIDC_CONSENSUS = "lidc reader", "lidc consensus"
 OUTLINED_ROLES = ("mask", "model mask", "disagreement", "lidc reader", "lidc consensus", "loaded")
 
@@ -70,6 +75,10 @@ def original_layer_name(model: str, ct) -> str:
 
 def probability_layer_name(model: str, ct) -> str:
     return title(ct, f"{model} probability")
+
+
+def candidates_layer_name(model: str, ct) -> str:
+    return title(ct, f"{model} candidates")
 
 
 def disagreement_name(ct) -> str:
@@ -158,7 +167,8 @@ def _put(viewer, ct, role, model, add, data=None, meta=None):
     if old is not None and data is not None:
         same = old.data.shape == data.shape and old.data.dtype == data.dtype
         if same:
-            old.data = data
+            if old.data is not data:  # the same array (the probability): nothing to redraw
+                old.data = data
             old.metadata.update(meta or {})
             return old
     index = viewer.layers.index(old) if old is not None else None
@@ -171,10 +181,13 @@ def _put(viewer, ct, role, model, add, data=None, meta=None):
 
 
 def show_segmentation(
-    viewer, ct_layer, model: str, seg, provenance: dict | None = None, fill=False
+    viewer, ct_layer, model: str, seg, provenance: dict | None = None, fill=False, shown=None
 ):
     """Add (or replace) the model's editable mask, its own mask (hidden) and its probability
-    (hidden) for the CT of ``ct_layer``; returns (mask layer, probability layer)."""
+    (hidden) for the CT of ``ct_layer``; returns (mask layer, probability layer).
+
+    ``shown``: what the editable mask holds (the model's mask with the user's edits carried
+    over, see :func:`~napari_lungkd._napari.operating_point.carry_edits`); default the model's."""
     ct = ct_layer.metadata[CT_KEY]
     model_mask = as_mask_data(seg.mask)
     prov = dict(provenance or seg.provenance.to_dict())
@@ -211,24 +224,77 @@ def show_segmentation(
     )
     original.editable = False
     meta = meta_for(ct, MASK, model, lungkd_model_mask=model_mask.copy(), lungkd_provenance=prov)
+    editable = model_mask if shown is None else np.asarray(shown)
     mask = _put(
         viewer,
         ct,
         MASK,
         model,
         lambda: viewer.add_labels(
-            model_mask,
+            editable,
             name=mask_layer_name(model, ct),
             colormap=result_colormap(model),
             **aligned(ct_layer, metadata=meta),
         ),
-        data=model_mask,
+        data=editable,
         meta=meta,
     )
     mask.selected_label = EDIT_LABEL  # the brush paints corrections in their own colour
     for layer in (original, mask):
         outline(layer, fill)
     return mask, prob
+
+
+def show_candidates(viewer, ct_layer, model: str, scores, threshold: float):
+    """Add or update the hidden points layer of every candidate of ``model``'s run on this CT,
+    each with its ``score`` (shown beside it) and whether it passes ``threshold`` (``kept``):
+    kept ones in the model's colour, dropped ones grey. ``scores``: a
+    :class:`~napari_lungkd._napari.operating_point.CandidateScores`."""
+    ct = ct_layer.metadata[CT_KEY]
+    kept = scores.kept(threshold)
+    features = {"score": np.asarray(scores.scores, dtype=float), "kept": kept}
+    colours = [COLOURS.get(model, COLOURS["edited"]) if k else DROPPED_COLOUR for k in kept]
+    extra = {"lungkd_score": scores.score_name, "lungkd_threshold": float(threshold)}
+    old = find_layer(viewer, ct, CANDIDATES, model)
+    if (
+        old is not None
+        and len(old.data) == len(scores)
+        and np.allclose(old.data, scores.centres_zyx)
+    ):
+        old.features = features
+        if len(scores):
+            old.border_color = colours
+            old.text.color = colours  # napari keeps one colour per point for the text too
+        old.metadata.update(extra)
+        old.refresh()
+        return old
+    remove_layers(viewer, [old])
+    smallest, margin = CANDIDATE_RING_MM
+    diameters = scores.diameters_mm if scores.diameters_mm is not None else np.zeros(len(scores))
+    ring_mm = np.maximum(np.nan_to_num(np.asarray(diameters, float)) + margin, smallest)
+    in_plane_mm = float(np.mean(ct.spacing_mm[1:]))  # napari sizes points in data units
+    sizes = ring_mm / in_plane_mm
+    above = float(np.max(sizes, initial=1.0)) / 2 + 2  # the score above the largest ring
+    return viewer.add_points(
+        scores.centres_zyx,
+        ndim=3,
+        name=candidates_layer_name(model, ct),
+        features=features,
+        text={
+            "string": "{score:.2f}",
+            "size": 9,
+            "color": colours or "white",
+            "anchor": "center",
+            "translation": [0.0, -above, 0.0],
+        },
+        size=sizes if len(scores) else 1.0,
+        face_color="transparent",
+        border_color=colours or "white",
+        border_width=0.06,
+        border_width_is_relative=True,
+        visible=False,  # at hand: tick it in the layer list to see what the point dropped
+        **aligned(ct_layer, metadata=meta_for(ct, CANDIDATES, model, **extra)),
+    )
 
 
 def agreement_labels(student_mask, teacher_mask) -> np.ndarray:

@@ -21,31 +21,39 @@ The rules kept here:
   result (it does not depend on the student) and the comparison is recomputed; turning the
   comparison off drops the teacher's result; a run that ends without a result while the teacher
   was still missing turns the comparison off (:meth:`Session.run_stopped`).
-- **LIDC consensus level.** A new level recomputes only each nodule's consensus
-  (:meth:`napari_lungkd.lidc.masks.LidcMasks.at_level`): no re-reading, no re-rasterising.
+- **The operating point is set after the run.** A result's candidates carry scores (the
+  classifier's, else the U-Net's highest probability); :meth:`Session.set_operating_point` shows
+  those passing a new point from the run's own result (:mod:`operating_point`), nothing runs
+  again; a new run of the model starts again at its own point.
+- **LIDC** (:class:`~napari_lungkd._napari.session_lidc.LidcState`): a new consensus level
+  recomputes only each nodule's consensus, no re-reading, no re-rasterising; the scores against
+  the readers include the detection scores of the field (FROC of this scan, hits, false marks).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
+from napari_lungkd._napari.session_lidc import LidcState
 from napari_lungkd.errors import LungKDError
 
 MODELS = ("student", "teacher")
-_PATIENT_STATE = ("results", "lidc", "xml_path", "_reader_masks", "_consensus", "lidc_scores")
+_PATIENT_STATE = (
+    "results",
+    "run_results",
+    "operating_points",
+    "lidc",
+    "xml_path",
+    "_reader_masks",
+    "_consensus",
+    "lidc_scores",
+)
 """What belongs to one CT and is kept aside while another patient is shown."""
-DEFAULT_LEVEL = 0.5
-SPEED_ROWS = ("parameters", "time per CT", "model speed", "speed-up")
-"""Comparison rows about speed and size: shown in the Compare tab, not among the LIDC scores."""
 
 
 class NoCtError(LungKDError):
     """An action that needs a CT when none is chosen."""
 
 
-class Session:
+class Session(LidcState):
     """The widget's state: the chosen CT, a Segmenter per model, results, comparison, LIDC.
 
     ``weights`` maps a model name to a weights file (or ``"random"``); a model not in it is looked
@@ -57,16 +65,13 @@ class Session:
         self.batch_size = batch_size
         self.ct = None
         self.ct_layer_name: str | None = None
-        self.results: dict[str, object] = {}  # model name -> Segmentation, for self.ct
+        self.results: dict[str, object] = {}  # model name -> Segmentation shown, for self.ct
+        self.run_results: dict[str, object] = {}  # model name -> the run's own Segmentation
+        self.operating_points: dict[str, float] = {}  # model name -> point set after the run
         self.compare_teacher = False
         self._segmenters: dict[str, object] = {}  # model name -> Segmenter
         self._segmenter_keys: dict[str, tuple] = {}  # model name -> (weights, settings) it has
-        self.lidc = None  # LidcMasks on self.ct's grid, at self.level
-        self.xml_path: Path | None = None
-        self.level = DEFAULT_LEVEL
-        self._reader_masks: dict[str, np.ndarray] = {}
-        self._consensus: np.ndarray | None = None
-        self.lidc_scores = None  # the last ModelComparison against the LIDC readers
+        self._init_lidc()
         self._kept: dict[int, tuple] = {}  # id(ct) -> (ct, its per-patient state) when not current
 
     # ---- the CT ----------------------------------------------------------------------------
@@ -93,7 +98,7 @@ class Session:
 
     def _set_patient_state(self, state: dict) -> None:
         self.clear_lidc()
-        self.results = {}
+        self.results, self.run_results, self.operating_points = {}, {}, {}
         for name, value in state.items():
             setattr(self, name, value)
 
@@ -109,12 +114,14 @@ class Session:
         """True for the current CT and every CT whose state is kept aside."""
         return ct is not None and (ct is self.ct or self._kept.get(id(ct), (None,))[0] is ct)
 
-    def results_of(self, ct) -> dict:
-        """Model name -> Segmentation of ``ct`` (current or kept aside); empty when unknown."""
+    def results_of(self, ct, what: str = "results") -> dict:
+        """Model name -> Segmentation shown of ``ct`` (current or kept aside); empty when unknown.
+
+        ``what``: ``"run_results"`` for the runs' own, ``"operating_points"`` for the points."""
         if ct is not None and ct is self.ct:
-            return self.results
+            return getattr(self, what)
         kept = self._kept.get(id(ct))
-        return kept[1]["results"] if kept is not None and kept[0] is ct else {}
+        return kept[1].setdefault(what, {}) if kept is not None and kept[0] is ct else {}
 
     def _need_ct(self, what: str):
         if self.ct is None:
@@ -181,6 +188,8 @@ class Session:
         if not self.knows(ct):
             return False
         self.results_of(ct)[model] = seg
+        self.results_of(ct, "run_results")[model] = seg
+        self.results_of(ct, "operating_points").pop(model, None)  # a new run: its own point
         return ct is self.ct
 
     def summary(self) -> str:
@@ -227,7 +236,8 @@ class Session:
         CT (the teacher follows, see :meth:`follow_up`), else the teacher."""
         self.compare_teacher = bool(on)
         if not on:
-            self.results.pop("teacher", None)
+            for state in (self.results, self.run_results, self.operating_points):
+                state.pop("teacher", None)
             return None
         if self.ct is None:
             return None
@@ -262,101 +272,66 @@ class Session:
             return None
         return disagreement_labels(masks["student"], masks["teacher"])
 
-    # ---- LIDC --------------------------------------------------------------------------------
-    def find_lidc_xml(self) -> Path | None:
-        """The LIDC XML beside the current CT's DICOM files (the core's choice), or None."""
-        from napari_lungkd.lidc import find_lidc_xml
+    # ---- the operating point, after the run --------------------------------------------------
+    def candidate_scores(self, model: str, ct=None):
+        """Every candidate of ``model``'s run on ``ct`` (default: the current CT) with its score
+        (:class:`~napari_lungkd._napari.operating_point.CandidateScores`), or None."""
+        from napari_lungkd._napari.operating_point import candidate_scores
 
-        ct = self.ct
-        if ct is None or not ct.sop_uids or not ct.source:
+        own = self.results_of(self.ct if ct is None else ct, "run_results").get(model)
+        return None if own is None else candidate_scores(own)
+
+    def operating_point(self, model: str, ct=None) -> float | None:
+        """The point ``model``'s nodules are shown at: the one set, else the run's own."""
+        ct = self.ct if ct is None else ct
+        point = self.results_of(ct, "operating_points").get(model)
+        if point is not None:
+            return point
+        scores = self.candidate_scores(model, ct)
+        return None if scores is None else scores.default
+
+    def expected_at(self, model: str, threshold: float) -> dict | None:
+        """The held-out numbers (false positives per scan, sensitivity) of ``model``'s classifier
+        nearest ``threshold``; None without a classifier or when it is not the one that ran."""
+        from napari_lungkd.inference.fp_reduction import nearest_operating_point
+
+        classifier = self._classifier_of(model)
+        return None if classifier is None else nearest_operating_point(classifier, threshold)
+
+    def _classifier_of(self, model: str):
+        own = self.run_results.get(model)
+        segmenter = self._segmenters.get(model)
+        if own is None or own.triage is None or segmenter is None:
             return None
-        src = Path(ct.source)
-        folders = [ct.metadata.get("series_folder"), src if src.is_dir() else src.parent]
-        for folder in dict.fromkeys(Path(f) for f in folders if f):  # the series folder first
-            found = find_lidc_xml(folder, ct.series_uid)
-            if found is not None:
-                return found
-        return None
+        classifier = segmenter.classifier
+        ran = (own.provenance.classifier or {}).get("sha256")
+        same = classifier is not None and classifier.metadata.get("file_sha256") == ran
+        return classifier if same else None
 
-    def load_lidc(self, path):
-        """Read the LIDC XML at ``path`` onto the current CT at the current level; the LidcMasks.
+    def set_operating_point(self, model: str, threshold: float):
+        """Show ``model``'s candidates scoring at least ``threshold`` (clamped to what its scores
+        allow) as its nodules, from its run's own result; the new Segmentation shown, or None
+        when nothing changed. Raises NoCtError / LungKDError without a result."""
+        from napari_lungkd._napari.operating_point import at_operating_point
 
-        Bad input raises (LidcXmlError, one sentence) and leaves the annotations as they were."""
-        from napari_lungkd.lidc import annotate, read_lidc_xml
-
-        ct = self._need_ct("LIDC outlines are placed on the CT's slices")
-        lidc = annotate(read_lidc_xml(path), ct=ct, level=self.level)
-        self.clear_lidc()
-        self.lidc, self.xml_path = lidc, Path(path)
-        self._reader_masks = {str(r + 1): v for r, v in enumerate(lidc.reader_volumes())}
-        return lidc
-
-    def clear_lidc(self) -> None:
-        self.lidc, self.xml_path = None, None
-        self._reader_masks, self._consensus, self.lidc_scores = {}, None, None
-
-    def set_level(self, level: float) -> bool:
-        """A new consensus agreement level; True when the loaded annotations' consensus changed
-        (recomputed from the kept annotation masks only)."""
-        self.level = float(level)
-        if self.lidc is None or self.lidc.level == self.level:
-            return False
-        self.lidc = self.lidc.at_level(self.level)
-        self._consensus = None
-        return True
-
-    @property
-    def reader_masks(self) -> dict[str, np.ndarray]:
-        """Reader number (from "1") -> uint8 mask of what that reader outlined."""
-        return self._reader_masks
-
-    @property
-    def consensus(self) -> np.ndarray | None:
-        """uint16 consensus labels at the current level (nodule ``i`` -> ``i + 1``), or None."""
-        if self.lidc is not None and self._consensus is None:
-            self._consensus = self.lidc.consensus_labels()
-        return self._consensus
-
-    def lidc_comparison(self, masks: dict | None = None):
-        """Each model's scores against the consensus and the readers (None without LIDC).
-
-        ``masks``: model name -> the mask as shown (with the user's edits), else the results'."""
-        from napari_lungkd.scoring.comparison import compare_models
-
-        if self.lidc is None:
+        ct = self._need_ct("no CT to show nodules on")
+        own = self.run_results.get(model)
+        if own is None:
+            raise LungKDError(f"Segment the CT with the {model} first: it has no nodules to show.")
+        point = self.candidate_scores(model).clamp(threshold)
+        if point == self.operating_point(model):
             return None
-        segs = self.ordered_results()
-        if segs:
-            comp = compare_models(
-                segs,
-                consensus=self.consensus,
-                reader_masks=self._reader_masks,
-                spacing_mm=self.ct.spacing_mm,
-                masks=masks,
-            )
-        else:
-            comp = compare_models({}, reader_masks=self._reader_masks)
-        self.lidc_scores = comp
-        return comp
+        seg = at_operating_point(own, point, ct, self._classifier_of(model))
+        self.results[model] = seg
+        self.operating_points[model] = point
+        return seg
 
-    def lidc_rows(self) -> list[dict]:
-        """The LIDC score rows to show (no speed or size rows)."""
-        if self.lidc_scores is None:
-            return []
-        return [r for r in self.lidc_scores.rows() if r["quantity"] not in SPEED_ROWS]
+    def shown_provenance(self, model: str, ct=None) -> dict:
+        """The provenance of ``model``'s result shown on ``ct``, with the point it is shown at."""
+        from napari_lungkd._napari.operating_point import shown_provenance
 
-    def write_lidc_scores(self, path) -> Path:
-        """Write the last LIDC scores as CSV (each row with the XML name and the level)."""
-        from napari_lungkd.files import atomic_write_bytes
-        from napari_lungkd.scoring.comparison import rows_to_csv
-
-        if self.lidc_scores is None:
-            raise LungKDError(
-                "Nothing to export yet: load LIDC annotations and segment the CT first."
-            )
-        rows = self.lidc_scores.rows()
-        for row in rows:
-            row["xml"] = self.xml_path.name if self.xml_path else ""
-            row["level"] = self.level
-        atomic_write_bytes(path, rows_to_csv(rows).encode())
-        return Path(path)
+        ct = self.ct if ct is None else ct
+        seg = self.results_of(ct)[model]
+        return shown_provenance(
+            seg, self.candidate_scores(model, ct), self.operating_point(model, ct)
+        )

@@ -3,7 +3,9 @@
 The XML is found beside the CT's DICOM files (or opened by the user); the session
 (:class:`~napari_lungkd._napari.session.Session`) reads it onto the CT's grid and keeps it; the
 agreement level recomputes only the consensus. Scores (Dice vs consensus and vs each reader, the
-reader-vs-reader range, per-nodule TP/FP/FN) come from the session; "Export CSV" writes them.
+reader-vs-reader range, per-nodule TP/FP/FN, and the detection scores of the field: FROC of this
+scan, hits, misses, false marks at the operating point) come from the session; "Export CSV"
+writes them.
 """
 
 from __future__ import annotations
@@ -109,7 +111,18 @@ class LidcFlow:
         except Exception as exc:  # noqa: BLE001
             report_error(exc, "scoring against the LIDC readers")
             return
-        self.w.lidc_panel.show_rows(self.session.lidc_rows())
+        self.show_scores()
+
+    def show_scores(self) -> None:
+        """The current patient's LIDC scores and detection paragraph, as the session has them."""
+        panel = self.w.lidc_panel
+        try:
+            rows, text = self.session.lidc_rows(), self.session.detection_text(html=True)
+        except Exception as exc:  # noqa: BLE001 - one sentence in the viewer, traceback in the log
+            report_error(exc, "scoring the detections against the LIDC readers")
+            rows, text = [], ""
+        panel.show_rows(rows)
+        panel.show_detection(text)
 
     def export_csv(self, path=None) -> Path | None:
         session = self.session

@@ -1,7 +1,10 @@
-"""LIDC controls: open the readers' XML, the agreement level, the scores table, Export CSV."""
+"""LIDC controls: open the readers' XML, the agreement level, the detection scores of this scan
+(the field's: sensitivity at 1/8..8 false positives per scan, hits, misses, false marks), the
+scores table, Export CSV."""
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QGroupBox,
@@ -12,6 +15,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_lungkd._napari._qt.compare_panel import make_rows_table, show_rows, table_value
+from napari_lungkd._napari.lidc_detection import RULE
 
 
 class LidcPanel(QGroupBox):
@@ -32,6 +36,12 @@ class LidcPanel(QGroupBox):
         self.export_button.setEnabled(False)
         self.source = QLabel("no LIDC annotations loaded")
         self.source.setWordWrap(True)
+        self.detection = QLabel("")
+        self.detection.setWordWrap(True)
+        self.detection.setTextFormat(Qt.RichText)
+        self.detection.setToolTip(RULE)
+        self.detection.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.detection.setVisible(False)
         self.table = make_rows_table()
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_button)
@@ -43,12 +53,17 @@ class LidcPanel(QGroupBox):
         layout.addLayout(buttons)
         layout.addLayout(level_row)
         layout.addWidget(self.source)
+        layout.addWidget(self.detection)
         layout.addWidget(self.table)
         self.setLayout(layout)
 
     def show_rows(self, rows) -> None:
         show_rows(self.table, rows)
         self.export_button.setEnabled(bool(rows))
+
+    def show_detection(self, text: str) -> None:
+        self.detection.setText(text)
+        self.detection.setVisible(bool(text))
 
     def value(self, quantity: str, model: str | None = None) -> str | None:
         return table_value(self.table, quantity, model)

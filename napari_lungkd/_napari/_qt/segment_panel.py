@@ -1,7 +1,8 @@
 """The top of the dock widget: which CT, how to show it, which model, and the Segment button.
 
 Only controls live here; :class:`~napari_lungkd._napari._qt.widget.LungNodulesWidget` reads them and
-runs the work. The progress bar shows the current stage and slices per second.
+runs the work. The progress bar shows the current stage and slices per second. The operating
+point (:mod:`operating_point`) sets which candidates are shown as nodules after the run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from napari_lungkd._napari._qt.operating_point import OperatingPointControl
 from napari_lungkd.progress import Progress
 
 MODELS = ("student", "teacher")
@@ -48,7 +50,8 @@ def available_devices() -> list[str]:
 
 
 class SegmentPanel(QGroupBox):
-    """CT layer, window preset, model, device, threshold, Segment / Cancel and progress."""
+    """CT layer, window preset, model, device, threshold, Segment / Cancel, progress, and the
+    operating point of the result shown."""
 
     def __init__(self, window_presets: list[str], parent=None):
         super().__init__("Segment", parent)
@@ -81,6 +84,7 @@ class SegmentPanel(QGroupBox):
         form.addRow("Device", self.device_combo)
         form.addRow("Engine", self.engine_combo)
         form.addRow("Threshold", self.threshold)
+        self.operating_point = OperatingPointControl()
 
         buttons = QHBoxLayout()
         self.segment_button = QPushButton("Segment")
@@ -104,6 +108,9 @@ class SegmentPanel(QGroupBox):
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
+        point_form = QFormLayout()
+        point_form.addRow("Operating point", self.operating_point)
+        layout.addLayout(point_form)
         self.setLayout(layout)
 
     @property

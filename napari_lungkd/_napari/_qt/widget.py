@@ -22,6 +22,7 @@ from napari_lungkd._napari._qt.lidc_flow import LidcFlow
 from napari_lungkd._napari._qt.lidc_panel import LidcPanel
 from napari_lungkd._napari._qt.mask_flow import MaskFlow
 from napari_lungkd._napari._qt.nodule_table import NoduleTable
+from napari_lungkd._napari._qt.operating_point import OperatingPointFlow
 from napari_lungkd._napari._qt.save_panel import SavePanel
 from napari_lungkd._napari._qt.segment_panel import SegmentPanel
 from napari_lungkd._napari._qt.view_panel import ViewPanel
@@ -72,6 +73,7 @@ class LungNodulesWidget(QWidget):
 
         self.lidc = LidcFlow(self)
         self.masks = MaskFlow(self)
+        self.points = OperatingPointFlow(self)  # the operating point after the run
         sp = self.segment_panel
         sp.segment_button.clicked.connect(lambda: self.segment())
         sp.cancel_button.clicked.connect(self.cancel)
@@ -202,8 +204,9 @@ class LungNodulesWidget(QWidget):
         self.segment_panel.status.setText(session.summary())
         comp = session.model_comparison(self.model_masks()) if session.results else None
         self.compare_panel.show_rows(comp.rows() if comp is not None else [])
-        self.lidc_panel.show_rows(session.lidc_rows())
+        self.lidc.show_scores()
         self.lidc.show_source()
+        self.points.refresh()
         self.save_panel.show_target(self.masks.mask_layer())
 
     def apply_window(self, preset: str) -> None:
@@ -266,7 +269,6 @@ class LungNodulesWidget(QWidget):
             self.job = None
 
     def _segmented(self, model: str, ct, seg) -> None:
-        fill = self.view_panel.fill_check.isChecked()
         if not self.session.add_result(model, ct, seg):
             if not self.session.knows(ct):
                 show_info(f"The {model} result was dropped: its CT was closed.")
@@ -277,7 +279,7 @@ class LungNodulesWidget(QWidget):
             shown = self.ct_layer()
             self._following = False  # its new layers get selected: that is not the user's choice
             try:
-                rl.show_segmentation(self.viewer, owner, model, seg, fill=fill)
+                self.points.show(owner, model, seg)
                 if shown is not None:
                     self.viewer.layers.selection.active = shown
             finally:
@@ -288,7 +290,7 @@ class LungNodulesWidget(QWidget):
             )
             return
         ct_layer = self.ct_layer()
-        rl.show_segmentation(self.viewer, ct_layer, model, seg, fill=fill)
+        self.points.show(ct_layer, model, seg)
         self.segment_panel.show_finished(self.session.summary())
         self.refresh_comparison()
         self.lidc.refresh_scores()
@@ -317,6 +319,7 @@ class LungNodulesWidget(QWidget):
                 self.layer(rl.MASK, "teacher"),
                 self.layer(rl.ORIGINAL, "teacher"),
                 self.layer(rl.PROBABILITY, "teacher"),
+                self.layer(rl.CANDIDATES, "teacher"),
                 self.layer(rl.DISAGREEMENT),
             ],
         )
