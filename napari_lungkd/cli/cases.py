@@ -5,7 +5,7 @@ A result folder is named by the CT itself, not by the path typed: ``<PatientID>_
 (``LIDC-IDRI-0001_s3000566``; the series UID's last digits stand in for a missing SeriesNumber),
 so the patient, study or series folder, or one DICOM file of the series, give the same name. A CT
 without a patient ID (NIfTI, NRRD...) is named by its path below the input. Two cases of one run
-that would share a name get ``-2``, ``-3``...
+that would share a name (even only on a case-insensitive file system) get ``-2``, ``-3``...
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ def result_name(ct, fallback: str) -> str:
 
 
 def unique(name: str, taken: set[str]) -> str:
-    """``name``, or ``name-2``, ``name-3``... when an earlier case of the run took it."""
+    """``name``, or ``name-2``, ``name-3``... when an earlier case of the run took it, so two
+    inputs of one run never share a result folder. Names are compared without case, as a
+    case-insensitive file system (macOS, Windows) would see them: ``A`` after ``a`` is ``A-2``."""
     out, k = name, 2
-    while out in taken:
+    while out.casefold() in taken:
         out, k = f"{name}-{k}", k + 1
-    taken.add(out)
+    taken.add(out.casefold())
     return out
 
 

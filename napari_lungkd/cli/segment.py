@@ -13,7 +13,9 @@ Per case, under ``--out DIR/<case>/``, masks saved by :func:`napari_lungkd.io.ma
 * ``<model>_nodules.csv``: the nodule table;
 * ``report.json``: provenance, what the weights are, timings, warnings, nodules (and with
   ``--model both`` the student-teacher Dice and speed-up,
-  :func:`napari_lungkd.scoring.speed.speedup`, also printed per case).
+  :func:`napari_lungkd.scoring.speed.speedup`, also printed per case); one per case folder,
+  keeping every model written there (a teacher run after a student run into the same ``--out``
+  adds to it: :mod:`napari_lungkd.cli.case_report`).
 
 ``<case>`` is the patient ID and series (:mod:`napari_lungkd.cli.cases`). The count printed, the
 CSV rows, the mask's labels and the components ``lungkd evaluate`` scores are the same nodules.
@@ -35,6 +37,7 @@ from napari_lungkd.cli._common import (
     run_with_tqdm,
     write_json,
 )
+from napari_lungkd.cli.case_report import write_report
 from napari_lungkd.cli.cases import case_name, find_cases, result_name, unique
 
 __all__ = ["case_name", "find_cases", "make_segmenters", "one_line", "segment_case", "write_case"]
@@ -43,7 +46,8 @@ FILES_WRITTEN = (
     "Writes, per case, into OUT/<PatientID>_s<SeriesNumber>/ (or the file name for images "
     "without a patient ID): <model>_mask.nii.gz (labelled: label i = nodule i = CSV row i; "
     "--binary-mask for 0/1), its provenance sidecar <model>_mask.json, <model>_nodules.csv, "
-    "report.json, and with --dicom-seg <model>_mask.seg.dcm (one segment per nodule)."
+    "report.json (one per case, keeping every model run into that folder), and with "
+    "--dicom-seg <model>_mask.seg.dcm (one segment per nodule)."
 )
 
 MODEL_CHOICES = ("student", "teacher", "both")
@@ -218,7 +222,8 @@ def write_case(
     weights: dict | None = None,
 ) -> dict:
     """Masks (through ``save_mask``; labelled unless ``labels`` is false), nodule tables and
-    report.json for one case; the report. ``weights``: model -> the line of :func:`weights_lines`."""
+    report.json for one case (merged with the models already reported there); this run's report.
+    ``weights``: model -> the line of :func:`weights_lines`."""
     import numpy as np
 
     from napari_lungkd.inference.nodules import nodules_to_rows, write_nodules_csv
@@ -280,7 +285,7 @@ def write_case(
     if extra:
         report.update(extra)
         report["warnings"] += [f"LIDC: {w}" for w in (extra.get("lidc") or {}).get("warnings", ())]
-    write_json(out_dir / "report.json", report)
+    write_report(out_dir, report)
     return report
 
 

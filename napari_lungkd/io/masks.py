@@ -3,6 +3,7 @@
     save_mask(path, mask, ct, provenance=..., dicom_seg=..., ...) -> {kind: Path}   the one save
         that the CLI and the GUI share: mask + NRRD / DICOM-SEG on request + provenance sidecar
     write_mask(path, mask, ct, overwrite=False) -> Path
+    write_image(path, image, array, overwrite=False) -> Path   written, read back, then renamed
     read_mask(path, ct) -> np.ndarray (z, y, x) uint8, aligned to ct
     ct_image(array, ct) -> SimpleITK.Image with the CT's origin, spacing and direction
 
@@ -14,13 +15,19 @@ other grid is refused.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from napari_lungkd.ct import CtVolume
 from napari_lungkd.errors import ExportError
-from napari_lungkd.files import atomic_path
+from napari_lungkd.files import all_or_nothing, atomic_path, incomplete_write
+from napari_lungkd.io.nifti_check import nifti_shortfall
 from napari_lungkd.io.orientation import to_identity
 
 MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd")
@@ -87,31 +94,108 @@ def write_mask(
 
     The format follows the suffix (``.nii.gz``, ``.nii``, ``.nrrd``, compressed). The file is
     written to a temporary name and renamed, so nothing half-written is ever left; an existing
-    file is refused unless ``overwrite=True``.
+    file is refused unless ``overwrite=True``; what was written is read back before the rename
+    (:func:`write_image`), so a full disk leaves no short file.
     """
-    import SimpleITK as sitk
-
     path = Path(path).expanduser()
     _check_suffix(path)
     data = _as_uint8(mask, ct, max_label)
     if path.exists() and not overwrite:
         raise ExportError(f"{path} already exists; pass overwrite=True to replace it.")
-    image = ct_image(data, ct)
     try:
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            sitk.WriteImage(image, str(tmp), True)
+        write_image(path, ct_image(data, ct), data, overwrite=overwrite)
     except FileExistsError:
         raise ExportError(f"{path} already exists; pass overwrite=True to replace it.") from None
-    except (OSError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{path} could not be written ({reason}).") from None
     return path
+
+
+def write_image(path, image, array: np.ndarray, overwrite: bool = False) -> Path:
+    """Write the SimpleITK ``image`` (whose voxels are ``array``, ``(z, y, x)``) to ``path``,
+    compressed, atomically; read back and compared with ``array`` before the rename.
+
+    SimpleITK does not report a full disk: a short file would be renamed into place and read back
+    later with slices missing. Here it raises one :class:`ExportError` sentence instead
+    (:func:`napari_lungkd.files.incomplete_write`) and ``path`` keeps what it held. What the C
+    libraries print on stderr meanwhile is shown only when the file was written completely.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    with _native_stderr() as printed:
+        try:
+            with atomic_path(path, overwrite=overwrite, verify=same_image(array)) as tmp:
+                sitk.WriteImage(image, str(tmp), True)
+        except RuntimeError as exc:  # SimpleITK's own refusal (a short write it did notice)
+            raise incomplete_write(path, _last_line(exc)) from None
+        except OSError as exc:
+            if isinstance(exc, FileExistsError):
+                raise
+            raise ExportError(f"{path} could not be written ({exc.strerror or exc}).") from None
+        printed.keep = True
+    return path
+
+
+def same_image(array: np.ndarray):
+    """A ``verify`` for :func:`~napari_lungkd.files.atomic_path`: the image file read back holds
+    ``array`` (same shape, same voxels)."""
+    import SimpleITK as sitk
+
+    def verify(tmp: Path) -> str | None:
+        if tmp.stat().st_size == 0:
+            return "0 bytes were written"
+        try:
+            back = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp)))
+        except RuntimeError as exc:
+            reason = _last_line(exc).replace(f'"{tmp}"', "it").replace(str(tmp), "it")
+            return f"it cannot be read back ({reason.removeprefix('sitk::ERROR: ')})"
+        if back.shape != array.shape:
+            return f"it reads back with shape {back.shape} instead of {array.shape}"
+        if not np.array_equal(back, array):
+            return f"{np.count_nonzero(back != array)} voxels read back differ from those written"
+        return None
+
+    return verify
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]
+
+
+class _Printed:
+    keep = False
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[_Printed]:
+    """Hold what C code prints on file descriptor 2 (the NIfTI library's "wrote only N of M
+    bytes") and print it afterwards only if ``keep`` was set: a failed write gets our sentence."""
+    printed = _Printed()
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded, closed): leave it
+        yield printed
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield printed
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if printed.keep:
+                held.seek(0)
+                text = held.read().decode(errors="replace")
+                if text.strip():
+                    print(text, end="", file=sys.stderr)
 
 
 def read_mask(path, ct: CtVolume) -> np.ndarray:
     """Read a mask file and return it ``(z, y, x)`` on the CT's grid (uint8 where the values fit).
 
-    Raises :class:`ExportError` when the file is missing or unreadable, or when its size, spacing,
+    Raises :class:`ExportError` when the file is missing, unreadable or shorter than its header
+    says (:func:`~napari_lungkd.io.nifti_check.nifti_shortfall`), or when its size, spacing,
     origin or direction do not match the CT (after undoing axis flips and permutations).
     """
     import SimpleITK as sitk
@@ -119,6 +203,9 @@ def read_mask(path, ct: CtVolume) -> np.ndarray:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ExportError(f"{path} does not exist.")
+    short = nifti_shortfall(path)  # SimpleITK reads a short NIfTI without a word
+    if short:
+        raise ExportError(f"{path} is incomplete ({short}); it was cut short, e.g. by a full disk.")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -201,7 +288,8 @@ def save_mask(
     Writes the mask (format by suffix), an optional NRRD twin and DICOM-SEG (see
     :func:`planned_paths`) and the provenance sidecar (:mod:`napari_lungkd.io.sidecar`), each
     atomically. Nothing is written when any target exists and ``overwrite`` is false; if a write
-    fails, the files this call created are removed. The mask is saved binary (nonzero = nodule)
+    fails (a full disk included), every file is put back as it was
+    (:func:`~napari_lungkd.files.all_or_nothing`). The mask is saved binary (nonzero = nodule)
     unless ``labels`` keeps its values (0-65535; uint16 where a label passes 255): a model's
     result is saved labelled, nodule ``i`` of its table as label ``i``, and its DICOM-SEG then has
     one segment per nodule (:func:`~napari_lungkd.io.dicom.seg.write_dicom_seg`). ``provenance``
@@ -235,13 +323,11 @@ def save_mask(
         from napari_lungkd.scoring.comparison import edit_summary
 
         edits = edit_summary(model_mask, data)
-    created: list[Path] = []
     seg_note = None
-    try:
+    with all_or_nothing(paths.values()):  # a failed write puts every file back as it was
         for kind in ("mask", "nrrd"):
             if kind in paths:
                 write_mask(paths[kind], data, ct, overwrite=overwrite, max_label=_MAX_LABEL)
-                created.append(paths[kind])
         if "dicom_seg" in paths:
             from napari_lungkd.io.dicom.seg import segment_plan, write_dicom_seg
 
@@ -255,18 +341,12 @@ def save_mask(
                 algorithm_name=f"napari-lungkd {prov.get('model') or 'manual'}",
                 edited_by_hand=bool(edits and (edits["voxels_added"] or edits["voxels_removed"])),
             )
-            created.append(paths["dicom_seg"])
         files = {k: p for k, p in paths.items() if k != "sidecar"}
         doc = build_sidecar(files, data, ct, prov, edits, _labels_note(data, labels, seg_note))
         try:
             write_json(paths["sidecar"], doc, overwrite=overwrite)
         except (OSError, ValueError, TypeError) as exc:
             raise ExportError(f"{paths['sidecar']} could not be written ({exc}).") from None
-    except BaseException:
-        for p in created:
-            if p not in existing:
-                p.unlink(missing_ok=True)
-        raise
     return paths
 
 

@@ -144,3 +144,37 @@ def test_every_command_that_writes_a_file_offers_overwrite():
         opts = p._option_string_actions
         if any(o in opts for o in ("--json", "--masks", "--screenshot")):
             assert "--overwrite" in opts, p.prog
+
+
+def test_segment_onto_a_full_disk_exits_2_in_one_line_and_leaves_no_short_file(
+    tmp_path, capsys, monkeypatch
+):
+    # issue 17, item 1: SimpleITK does not report ENOSPC; the mask is read back before the rename
+    import SimpleITK as sitk
+    from full_disk import fill, small_disk
+    from tiny_models import SPACING_MM, synthetic_ct
+    from tiny_segmenter import use_tiny_models
+
+    use_tiny_models(monkeypatch)
+    ct = tmp_path / "chest.nii.gz"
+    img = sitk.GetImageFromArray(synthetic_ct().hu)
+    img.SetSpacing(tuple(float(s) for s in SPACING_MM[::-1]))
+    sitk.WriteImage(img, str(ct))
+    with small_disk(tmp_path / "disk", size_kib=512) as disk:
+        filler = fill(disk, leave_bytes=0)
+        out = disk / "out"
+        argv = ["segment", str(ct), "--device", "cpu", "--classifier", "off", "--out", str(out)]
+        rc = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2
+        assert len(err) == 1 and "could not be written completely (disk full?)" in err[0], err
+        assert str(out) in err[0]
+        written = [p for p in disk.rglob("*") if p.is_file() and p != filler]
+        assert written == []  # no mask, sidecar, table, report or temporary file, short or not
+        # room for the mask but not for the rest: the mask made in this run is taken back
+        filler.unlink()
+        fill(disk, leave_bytes=6 * 1024)
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "disk full?" in err[0], err
+        assert [p for p in disk.rglob("*") if p.is_file() and p.name != "filler"] == []

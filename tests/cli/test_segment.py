@@ -320,3 +320,28 @@ def test_operating_point_and_classifier_reach_the_segmenter_and_bad_values_are_o
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "operating_point must lie in [0, 1]" in err[0]
+
+
+def test_batch_inputs_that_map_to_one_case_folder_get_their_own(tmp_path, monkeypatch):
+    # issue 17, item 1: "a b", "a_b" and "A_B" all name the folder a_b (the last one only on a
+    # case-insensitive file system); in one run they must not overwrite each other
+    from tiny_segmenter import use_tiny_models
+
+    use_tiny_models(monkeypatch)
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    names = ["a b.nii.gz", "a_b.nii.gz", "A_B.nii.gz"]
+    for seed, name in enumerate(names):
+        write_ct(cases / name, seed=seed)
+    out, summary = tmp_path / "o", tmp_path / "s.json"
+    argv = ["segment", str(cases), "--device", "cpu", "--classifier", "off"]
+    assert main([*argv, "--out", str(out), "--json", str(summary)]) == 0
+    folders = sorted(p.name.casefold() for p in out.iterdir())
+    assert folders == ["a_b", "a_b-2", "a_b-3"]
+    sources = set()
+    for folder in out.iterdir():
+        report = json.loads((folder / "report.json").read_text())
+        sources.add(report["ct"]["source"])
+        assert (folder / "student_mask.nii.gz").is_file()
+    assert sources == {str(cases / n) for n in names}
+    assert sorted(c["case"].casefold() for c in json.loads(summary.read_text())["cases"]) == folders
