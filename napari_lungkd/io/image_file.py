@@ -64,8 +64,13 @@ def load_image_file(path: Path) -> CtVolume:
     size, and the result goes through :func:`~napari_lungkd.io.validate.validate_ct`."""
     import SimpleITK as sitk
 
+    from napari_lungkd.io.nifti_check import nifti_shortfall
+
     fmt = _FORMATS.get(path.suffix.lower(), "an image file")
     facts = precheck(path)
+    short = nifti_shortfall(path)  # SimpleITK reads a cut file without a word, zeros for the rest
+    if short:
+        raise CtLoadError(f"{path} is cut short ({short}); copy or export it again.")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:

@@ -114,3 +114,16 @@ def test_to_identity_leaves_identity_alone_and_oblique_untouched():
     out, spacing, origin, direction, change = to_identity(array, (1, 2, 3), (0, 0, 0), np.eye(3))
     assert out is array and change.is_identity
     assert axis_change(np.array([[0.6, 0.8, 0], [-0.8, 0.6, 0], [0, 0, 1]])) is None
+
+
+def test_a_nifti_ct_cut_short_is_refused_not_read_with_missing_slices(tmp_path):
+    """SimpleITK reads a truncated .nii without an error (zeros for the missing voxels): a copy
+    interrupted or a full disk. load_ct says the file is cut short instead."""
+    hu = np.full((6, 32, 32), -800, np.int16)
+    whole = tmp_path / "ct.nii"
+    sitk.WriteImage(_image(hu), str(whole))
+    assert load_ct(whole).shape == (6, 32, 32)
+    cut = tmp_path / "cut.nii"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size - 3 * 32 * 32 * 2])
+    with pytest.raises(CtLoadError, match=r"cut\.nii is cut short .*of the"):
+        load_ct(cut)

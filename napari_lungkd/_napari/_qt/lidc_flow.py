@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from napari_lungkd._napari import result_layers as rl
 from napari_lungkd._napari._qt.workers import report_error
+from napari_lungkd.errors import LungKDError
 
 
 class LidcFlow:
@@ -145,6 +146,9 @@ class LidcFlow:
             written = session.write_lidc_scores(path)
         except OSError as exc:
             show_error(f"Cannot write {path}: {exc.strerror or exc}.")
+            return None
+        except LungKDError as exc:  # a full disk found by the read-back check
+            show_error(str(exc))
             return None
         show_info(f"Scores written to {written}")
         return written
