@@ -155,8 +155,9 @@ def phantom_case(out_dir: Path, seed: int, classic: bool, size: int) -> dict:
     )
 
 
-def host_cases(out_dir: Path, chest, n_inserted: int, segmenter=None):
-    """Generator of the ``n_inserted`` inserted cases of one real host (yields their case.json)."""
+def host_cases(out_dir: Path, chest, n_inserted: int, segmenter=None, loaded=None):
+    """Generator of the ``n_inserted`` inserted cases of one real host (yields their case.json);
+    ``loaded``: ``(ct, marked)`` from a hosts pack instead of the scan in ``$LUNGKD_REALDATA``."""
     from napari_lungkd.io import load_ct
     from napari_lungkd.phantom import insert_nodules
     from src_training.real_chests import lesion_mask
@@ -166,8 +167,8 @@ def host_cases(out_dir: Path, chest, n_inserted: int, segmenter=None):
             f"{chest.name} may not train the weights we ship (its licence is CC BY-NC); "
             "it only evaluates."
         )
-    host = load_ct(chest.path())
-    marked = lesion_mask(chest, host)
+    host, marked = loaded if loaded is not None else (load_ct(chest.path()), None)
+    marked = lesion_mask(chest, host) if marked is None else marked
     spacing = tuple(float(s) for s in host.spacing_mm)
     vessels = vessel_points(host.hu, spacing, marked, VESSEL_POINTS, 0)
     fps = model_false_marks(segmenter, host, marked) if segmenter is not None else None
@@ -246,10 +247,23 @@ def iter_mix(
     val_hosts=(),
     val_fraction: float = 0.2,
     seed: int = 0,
+    hosts_pack=None,
 ):
-    """Generator: build every case (yields Progress; kept cases are not rebuilt), then split.json."""
+    """Generator: build every case (yields Progress; kept cases are not rebuilt), then split.json.
+    ``hosts_pack``: a file of :mod:`src_training.hosts_pack`; its hosts (all, or those in ``hosts``)
+    come from it instead of ``$LUNGKD_REALDATA``."""
     from src_training.real_chests import CHESTS
 
+    packed = {}
+    if hosts_pack:
+        from src_training.hosts_pack import load_pack
+
+        packed = {h.name: (h.ct, h.ignore) for h in load_pack(hosts_pack)}
+        hosts = list(hosts) or sorted(packed)
+        if set(hosts) - set(packed):
+            raise TrainingError(
+                f"Hosts pack {hosts_pack} has no {sorted(set(hosts) - set(packed))[0]}."
+            )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_name = {c.name: c for c in CHESTS}
@@ -277,7 +291,7 @@ def iter_mix(
         patients.setdefault(meta["patient_id"], []).append(meta["case_id"])
         done += 1
     for chest in chests:
-        for meta in host_cases(out_dir, chest, n_inserted, segmenter):
+        for meta in host_cases(out_dir, chest, n_inserted, segmenter, packed.get(chest.name)):
             yield Progress(done, total, "mix", meta["case_id"])
             patients.setdefault(chest.patient, []).append(meta["case_id"])
             done += 1
@@ -306,6 +320,7 @@ def iter_mix(
                 "hosts": list(hosts),
                 "inserted_per_host": n_inserted,
                 "hard_model": hard_model,
+                "hosts_pack": str(hosts_pack) if hosts_pack else None,
                 "lidc": str(lidc_root) if lidc_root else None,
             },
         }
@@ -339,6 +354,7 @@ def main(argv=None) -> int:
         "--val-fraction", type=float, default=0.2, help="phantom patients to validation"
     )
     ap.add_argument("--seed", type=int, default=0, help="seed of the split")
+    ap.add_argument("--hosts-pack", default=None, help="real hosts from this pack (hosts_pack.py)")
     args = ap.parse_args(argv)
     names = [h for h in args.hosts.split(",") if h]
     split = run_with_tqdm(
@@ -355,6 +371,7 @@ def main(argv=None) -> int:
             [h for h in args.val_hosts.split(",") if h],
             args.val_fraction,
             args.seed,
+            args.hosts_pack,
         ),
         "mix",
     )

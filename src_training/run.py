@@ -79,6 +79,7 @@ class Run:
     epochs_run: int = 0  # epochs and steps done by this call of train() (for Stop)
     steps_run: int = 0
     epoch_started: float = 0.0  # time.time() when this call started the current epoch
+    channels_last: bool = False  # NHWC tensors for the convolutions (CUDA only)
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -107,9 +108,14 @@ def build_run(cfg: TrainConfig, resume: bool = False) -> Run:
     from napari_lungkd.models.specs import build_model
 
     model = build_model(spec).to(device)
+    channels_last = device.type == "cuda"  # NHWC: faster convolutions with tensor cores
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if cfg.init and not resume:
         load_init(cfg.init, spec, model)
     teacher = load_teacher(cfg, spec, device)
+    if teacher is not None and channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
     distill = build_distillation(cfg, model, teacher).to(device)
     params = list(model.parameters()) + list(distill.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
@@ -145,6 +151,7 @@ def build_run(cfg: TrainConfig, resume: bool = False) -> Run:
         steps_per_epoch=steps_per_epoch,
         val_cases=D.open_cases(cfg.cache, split["cases"]["val"] or split["cases"]["train"]),
         state=RunState(),
+        channels_last=channels_last,
     )
     if resume:
         restore_checkpoint(run)

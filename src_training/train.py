@@ -135,6 +135,8 @@ def train_step(run: Run, x, y, w=None) -> float:
     returns its loss."""
     x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
     w = None if w is None else w.to(run.device, non_blocking=True)
+    if run.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(run.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         logits = run.ddp(x)
         terms = {"seg": run.seg_loss(logits, y, w)}

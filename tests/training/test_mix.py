@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from napari_lungkd.errors import TrainingError
+from napari_lungkd.progress import run_to_end
 from src_training import mix
 from src_training.real_chests import CHESTS
 
@@ -53,7 +54,7 @@ def test_split_keeps_each_patient_in_one_part_and_hosts_in_training():
 
 
 def test_phantom_cases_build_resume_and_refuse_held_out_or_unlicensed_hosts(tmp_path):
-    split = _run(mix.iter_mix(tmp_path, [1, 2], size=96, val_fraction=0.5))
+    split = run_to_end(mix.iter_mix(tmp_path, [1, 2], size=96, val_fraction=0.5))
     assert sorted(split["cases"]["train"] + split["cases"]["val"]) == [
         "phantom-00001v",
         "phantom-00002v",
@@ -61,14 +62,14 @@ def test_phantom_cases_build_resume_and_refuse_held_out_or_unlicensed_hosts(tmp_
     meta = json.loads((tmp_path / "phantom-00001v" / "case.json").read_text())
     assert meta["kind"] == "phantom (varied scanner)" and len(meta["hard_negatives"]) > 0
     stamp = (tmp_path / "phantom-00001v" / "hu.npy").stat().st_mtime_ns
-    _run(mix.iter_mix(tmp_path, [1, 2], size=96))
+    run_to_end(mix.iter_mix(tmp_path, [1, 2], size=96))
     assert (tmp_path / "phantom-00001v" / "hu.npy").stat().st_mtime_ns == stamp  # kept
     with pytest.raises(TrainingError, match="held out"):
-        _run(mix.iter_mix(tmp_path, [], hosts=["LIDC-IDRI-0001"]))
+        run_to_end(mix.iter_mix(tmp_path, [], hosts=["LIDC-IDRI-0001"]))
     with pytest.raises(TrainingError, match="CC BY-NC|held out"):
-        _run(mix.iter_mix(tmp_path, [], hosts=["LUNG1-001"], held_out=()))
+        run_to_end(mix.iter_mix(tmp_path, [], hosts=["LUNG1-001"], held_out=()))
     with pytest.raises(TrainingError, match="Unknown real host"):
-        _run(mix.iter_mix(tmp_path, [], hosts=["nope"]))
+        run_to_end(mix.iter_mix(tmp_path, [], hosts=["nope"]))
 
 
 @pytest.mark.realdata
@@ -80,7 +81,7 @@ def test_inserted_case_of_a_real_host_ignores_its_own_lesions(tmp_path, monkeypa
     if not chest.path(REALDATA).exists():
         pytest.skip(f"{chest.path(REALDATA)} is not here (LUNGKD_REALDATA)")
     monkeypatch.setenv("LUNGKD_REALDATA", str(REALDATA))
-    split = _run(mix.iter_mix(tmp_path, [], hosts=["Lung_Dx-A0001"], n_inserted=1))
+    split = run_to_end(mix.iter_mix(tmp_path, [], hosts=["Lung_Dx-A0001"], n_inserted=1))
     assert split["cases"]["train"] == ["Lung_Dx-A0001+ins7000"]
     assert "LIDC-IDRI-0001" in split["patients"]["test"]
     folder = tmp_path / "Lung_Dx-A0001+ins7000"
@@ -95,11 +96,3 @@ def test_inserted_case_of_a_real_host_ignores_its_own_lesions(tmp_path, monkeypa
 
     far = ndimage.distance_transform_edt(labels == 0, sampling=meta["spacing_mm"])
     assert (far[tuple(pts.T)] > mix.HARD_CLEARANCE_MM).all()
-
-
-def _run(gen):
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
