@@ -68,9 +68,6 @@ def load_image_file(path: Path) -> CtVolume:
 
     fmt = _FORMATS.get(path.suffix.lower(), "an image file")
     facts = precheck(path)
-    short = nifti_shortfall(path)  # SimpleITK reads a cut file without a word, zeros for the rest
-    if short:
-        raise CtLoadError(f"{path} is cut short ({short}); copy or export it again.")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -94,6 +91,9 @@ def load_image_file(path: Path) -> CtVolume:
         dims = " x ".join(str(int(s)) for s in size)
         # SimpleITK's image + its numpy copy + the HU array (float32 at most)
         check_memory(n_voxels * (2 * item + 4), f"{path} declares {dims} voxels")
+        short = nifti_shortfall(path)  # SimpleITK reads a cut file silently, zeros for the rest
+        if short:  # (after the bomb and memory checks: those say more, and cost nothing)
+            raise CtLoadError(f"{path} is cut short ({short}); copy or export it again.")
         image = reader.Execute()
     except RuntimeError as exc:
         raise CtLoadError(f"{path} cannot be read as {fmt} ({_itk_reason(exc)}).") from None
