@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from tiny_classifier import ct_with_a_vessel, write_tiny_classifier
 from tiny_models import SPACING_MM, synthetic_ct
 
 from napari_lungkd._napari.operating_point import (
@@ -137,36 +138,14 @@ def test_the_point_and_the_run_stay_with_their_patient(plain):
 @pytest.fixture(scope="module")
 def classifier_file(tmp_path_factory):
     """A classifier that calls blob-like candidates nodules and tube-like ones vessels."""
-    sk = pytest.importorskip("sklearn.ensemble")
-    from napari_lungkd.inference.candidate_features import FEATURE_NAMES
-    from napari_lungkd.models.tree_ensemble import from_sklearn, save_tree_ensemble
-
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(400, len(FEATURE_NAMES)))
-    y = (x[:, FEATURE_NAMES.index("blobness")] > x[:, FEATURE_NAMES.index("tubeness")]).astype(int)
-    clf = sk.HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(x, y)
-    meta = {
-        "default_threshold": 0.5,
-        "operating_points": [
+    pytest.importorskip("sklearn.ensemble")
+    return write_tiny_classifier(
+        tmp_path_factory.mktemp("fp") / "tiny_fp.safetensors",
+        [
             {"fp_per_scan": 4.0, "sensitivity": 0.95, "threshold": 0.2},
             {"fp_per_scan": 1.0, "sensitivity": 0.9, "threshold": 0.5},
         ],
-    }
-    return save_tree_ensemble(
-        tmp_path_factory.mktemp("fp") / "tiny_fp.safetensors",
-        from_sklearn(clf, FEATURE_NAMES, meta),
     )
-
-
-def ct_with_a_vessel():
-    """The tiny CT's bright ball (a nodule) plus a bright tube across the other lung."""
-    ct = synthetic_ct(n_slices=12)
-    hu = ct.hu.copy()
-    n, size = hu.shape[0], hu.shape[1]
-    zz, yy, xx = np.mgrid[:n, :size, :size]
-    tube = ((zz - n // 2) * SPACING_MM[0]) ** 2 + ((xx - 0.31 * size) * 0.8) ** 2 < 1.6**2
-    hu[tube & (np.abs(yy - size / 2) < 0.2 * size)] = 120
-    return replace(ct, hu=hu)
 
 
 def test_with_the_classifier_the_point_filters_by_its_score(classifier_file):

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from tiny_classifier import write_tiny_classifier
 from tiny_models import HuThresholdNet
 
 from napari_lungkd.cli.main import main
@@ -65,17 +66,8 @@ def tiny_segmenter(monkeypatch):
 @pytest.fixture(scope="module")
 def classifier_file(tmp_path_factory):
     """A small tree classifier over the candidate features (blob-like above tube-like)."""
-    sk = pytest.importorskip("sklearn.ensemble")
-    from napari_lungkd.inference.candidate_features import FEATURE_NAMES
-    from napari_lungkd.models.tree_ensemble import from_sklearn, save_tree_ensemble
-
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(400, len(FEATURE_NAMES)))
-    y = (x[:, FEATURE_NAMES.index("blobness")] > x[:, FEATURE_NAMES.index("tubeness")]).astype(int)
-    clf = sk.HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(x, y)
-    meta = {"default_threshold": 0.5, "operating_points": []}
-    path = tmp_path_factory.mktemp("fp") / "tiny_fp.safetensors"
-    return save_tree_ensemble(path, from_sklearn(clf, FEATURE_NAMES, meta))
+    pytest.importorskip("sklearn.ensemble")
+    return write_tiny_classifier(tmp_path_factory.mktemp("fp") / "tiny_fp.safetensors", max_iter=20)
 
 
 def direct_froc(phantoms, classifier: str):

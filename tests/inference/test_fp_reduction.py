@@ -5,47 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_models import SPACING_MM, synthetic_ct, tiny_model
+from tiny_classifier import ct_with_a_vessel, write_tiny_classifier
+from tiny_models import synthetic_ct, tiny_model
 
 from napari_lungkd.errors import ModelError, WeightsError
 from napari_lungkd.inference import Segmenter
-from napari_lungkd.inference.candidate_features import FEATURE_NAMES
 from napari_lungkd.inference.nodules import COLUMNS, nodules_to_rows
-from napari_lungkd.models.tree_ensemble import from_sklearn, save_tree_ensemble
 from napari_lungkd.progress import run_to_end
-
-
-def ct_with_a_vessel():
-    """The tiny CT's bright ball (a nodule) plus a bright tube running across the other lung."""
-    ct = synthetic_ct(n_slices=12)
-    hu = ct.hu.copy()
-    n, size = hu.shape[0], hu.shape[1]
-    zz, yy, xx = np.mgrid[:n, :size, :size]
-    tube = ((zz - n // 2) * SPACING_MM[0]) ** 2 + ((xx - 0.31 * size) * 0.8) ** 2 < 1.6**2
-    tube &= np.abs(yy - size / 2) < 0.2 * size
-    hu[tube] = 120
-    from dataclasses import replace
-
-    return replace(ct, hu=hu)
 
 
 @pytest.fixture(scope="module")
 def classifier_file(tmp_path_factory):
     """A classifier that calls blob-like candidates nodules and tube-like ones vessels."""
-    sk = pytest.importorskip("sklearn.ensemble")
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(400, len(FEATURE_NAMES)))
-    b = FEATURE_NAMES.index("blobness")
-    t = FEATURE_NAMES.index("tubeness")
-    y = (x[:, b] > x[:, t]).astype(int)
-    clf = sk.HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(x, y)
-    meta = {
-        "default_threshold": 0.5,
-        "operating_points": [{"fp_per_scan": 1.0, "sensitivity": 0.9, "threshold": 0.5}],
-    }
-    return save_tree_ensemble(
+    pytest.importorskip("sklearn.ensemble")
+    return write_tiny_classifier(
         tmp_path_factory.mktemp("fp") / "tiny_fp.safetensors",
-        from_sklearn(clf, FEATURE_NAMES, meta),
+        [{"fp_per_scan": 1.0, "sensitivity": 0.9, "threshold": 0.5}],
     )
 
 
