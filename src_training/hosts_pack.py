@@ -96,20 +96,12 @@ def pack_ct(name: str, patient: str, ct, marked, source: str = "") -> tuple[dict
     return meta, {f"{name}/hu": _encode(hu), f"{name}/ignore": np.packbits(ignore.ravel())}
 
 
-def _check_trainable(chest) -> None:
-    if not chest.trainable:
-        raise TrainingError(
-            f"{chest.name} may not train the weights we ship (its licence is CC BY-NC); "
-            "it is not packed."
-        )
-
-
 def pack_chest(chest, root=None) -> tuple[dict, dict]:
     """:func:`pack_ct` of a real chest of :mod:`src_training.real_chests` (its lesions marked)."""
     from napari_lungkd.io import load_ct
-    from src_training.real_chests import lesion_mask
+    from src_training.real_chests import check_trainable, lesion_mask
 
-    _check_trainable(chest)
+    check_trainable(chest)
     if not chest.path(root).exists():
         raise TrainingError(f"Real host {chest.name} is not here: {chest.path(root)} is missing.")
     ct = load_ct(chest.path(root))
@@ -141,7 +133,7 @@ def iter_pack(out, names, root=None, limit_bytes: int = LIMIT_BYTES):
 
     TrainingError (nothing written) for an unknown, absent or CC BY-NC host, or a pack over
     ``limit_bytes``."""
-    from src_training.real_chests import CHESTS
+    from src_training.real_chests import CHESTS, check_trainable
 
     by_name = {c.name: c for c in CHESTS}
     unknown = [n for n in names if n not in by_name]
@@ -150,7 +142,7 @@ def iter_pack(out, names, root=None, limit_bytes: int = LIMIT_BYTES):
     if not names:
         raise TrainingError("No hosts to pack: give --hosts.")
     for name in names:
-        _check_trainable(by_name[name])
+        check_trainable(by_name[name])
     metas, arrays = [], {}
     for k, name in enumerate(names):
         yield Progress(k, len(names), "pack", name)

@@ -160,13 +160,9 @@ def host_cases(out_dir: Path, chest, n_inserted: int, segmenter=None, loaded=Non
     ``loaded``: ``(ct, marked)`` from a hosts pack instead of the scan in ``$LUNGKD_REALDATA``."""
     from napari_lungkd.io import load_ct
     from napari_lungkd.phantom import insert_nodules
-    from src_training.real_chests import lesion_mask
+    from src_training.real_chests import check_trainable, lesion_mask
 
-    if not chest.trainable:
-        raise TrainingError(
-            f"{chest.name} may not train the weights we ship (its licence is CC BY-NC); "
-            "it only evaluates."
-        )
+    check_trainable(chest)
     host, marked = loaded if loaded is not None else (load_ct(chest.path()), None)
     marked = lesion_mask(chest, host) if marked is None else marked
     spacing = tuple(float(s) for s in host.spacing_mm)
@@ -252,7 +248,7 @@ def iter_mix(
     """Generator: build every case (yields Progress; kept cases are not rebuilt), then split.json.
     ``hosts_pack``: a file of :mod:`src_training.hosts_pack`; its hosts (all, or those in ``hosts``)
     come from it instead of ``$LUNGKD_REALDATA``."""
-    from src_training.real_chests import CHESTS
+    from src_training.real_chests import CHESTS, check_trainable
 
     packed = {}
     if hosts_pack:
@@ -271,6 +267,8 @@ def iter_mix(
     if unknown:
         raise TrainingError(f"Unknown real host {unknown[0]} (known: {', '.join(by_name)}).")
     chests = [by_name[h] for h in hosts]
+    for chest in chests:  # the licence first: it is the reason, not the hold-out it implies
+        check_trainable(chest)
     held = set(held_out) | {c.patient for c in CHESTS if not c.trainable}
     clash = sorted({c.patient for c in chests} & held)
     if clash:

@@ -97,6 +97,17 @@ CHESTS = (
 )
 
 
+def check_trainable(chest: RealChest) -> None:
+    """Refuse (TrainingError) a chest whose licence does not let it train the weights we ship."""
+    if not chest.trainable:
+        from napari_lungkd.errors import TrainingError
+
+        raise TrainingError(
+            f"{chest.name} may not train the weights we ship (its licence is CC BY-NC); "
+            "it only evaluates."
+        )
+
+
 def available(root: Path | None = None) -> list[RealChest]:
     """The chests whose files are present."""
     return [c for c in CHESTS if c.path(root).exists()]
