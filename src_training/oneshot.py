@@ -75,6 +75,8 @@ class Plan:
     steps_min: int = 20
     steps_max: int = 100_000
     probe_steps: tuple[int, int] = (2, 3)  # warm-up and timed steps of the step-time probe
+    kinds: tuple[str, ...] = ("teacher", "baseline", "distilled")  # --only: an ablation call
+    seeds: tuple[int, ...] = SEEDS
 
 
 def tiny_plan(out, work, hosts_pack=None, **changes) -> Plan:
@@ -92,12 +94,16 @@ class Job:
     seed: int
 
 
-def jobs(tiny: bool) -> list[Job]:
+def jobs(tiny: bool, kinds=("teacher", "baseline", "distilled"), seeds=SEEDS) -> list[Job]:
+    """The runs, in order: the teacher, then each student kind seed by seed (``kinds`` filters:
+    a distilled student needs the teacher of the same call)."""
+    if "distilled" in kinds and "teacher" not in kinds:
+        raise TrainingError("A distilled student needs the teacher: --only teacher,distilled.")
     prefix = "tiny_" if tiny else ""
     out = [Job("teacher", "teacher", CONFIGS / f"{prefix}teacher.yaml", 0)]
     for kind, cfg in (("baseline", "student_baseline"), ("distilled", "student_kd")):
-        out += [Job(f"{kind}_s{s}", kind, CONFIGS / f"{prefix}{cfg}.yaml", s) for s in SEEDS]
-    return out
+        out += [Job(f"{kind}_s{s}", kind, CONFIGS / f"{prefix}{cfg}.yaml", s) for s in seeds]
+    return [j for j in out if j.kind in kinds]
 
 
 def job_config(plan: Plan, job: Job, steps: int | None = None, out: Path | None = None):
@@ -242,7 +248,7 @@ def iter_oneshot(plan: Plan):
 
     from src_training.train import train
 
-    todo = jobs(plan.tiny)
+    todo = jobs(plan.tiny, plan.kinds, plan.seeds)
     export_s = EXPORT_S["tiny" if plan.tiny else "gpu"] * len(todo)
     train_end = t0 + plan.budget_s - export_s
     probes: dict[str, float] = {}
@@ -307,6 +313,12 @@ def main(argv=None) -> int:
         help="a config override for every model (repeatable)",
     )
     ap.add_argument("--tiny", action="store_true", help="the CPU test configuration")
+    ap.add_argument(
+        "--only",
+        default="teacher,baseline,distilled",
+        help="the kinds to train, e.g. baseline (an ablation call; distilled needs teacher)",
+    )
+    ap.add_argument("--seeds", default="0,1,2", help="student seeds, e.g. 0 or 0,1,2")
     ap.add_argument("--into", default=None, help="copy batch --batch (default 0) here ($OUT)")
     ap.add_argument("--batch", type=int, default=None, help="only copy this batch of --out")
     ap.add_argument("--join", default=None, help="join the parts in this folder into --into")
@@ -330,6 +342,11 @@ def main(argv=None) -> int:
     work = Path(args.work) if args.work else Path(f"{str(args.out).rstrip('/')}_work")
     common = dict(precision=args.precision, teacher_precision=args.teacher_precision)
     common["overrides"] = tuple(args.overrides)
+    common["kinds"] = tuple(k.strip() for k in args.only.split(",") if k.strip())
+    common["seeds"] = tuple(int(x) for x in args.seeds.split(",") if x.strip())
+    unknown = set(common["kinds"]) - set(SHARES)
+    if unknown:
+        raise TrainingError(f"--only: unknown kind(s) {sorted(unknown)}; use {sorted(SHARES)}.")
     if args.tiny:
         plan = tiny_plan(args.out, work, args.hosts_pack, budget_s=args.budget_min * 60, **common)
     else:

@@ -148,3 +148,19 @@ def test_the_channels_last_step_of_cuda_trains_and_exports_on_the_cpu(tmp_path):
     done = export(tmp_path / "run" / "best.pt", tmp_path / "w.safetensors", precision="fp16")
     state, info = load_weights(done["path"])
     assert info.spec.encoder == "resnet18" and all(t.is_contiguous() for t in state.values())
+
+
+def test_only_and_seeds_choose_the_runs_of_an_ablation_call():
+    from napari_lungkd.errors import TrainingError
+    from src_training import oneshot
+
+    assert [j.name for j in oneshot.jobs(False, ("baseline",), (0,))] == ["baseline_s0"]
+    assert [j.name for j in oneshot.jobs(False, ("teacher", "distilled"), (1, 2))] == [
+        "teacher",
+        "distilled_s1",
+        "distilled_s2",
+    ]
+    with pytest.raises(TrainingError, match="needs the teacher"):
+        oneshot.jobs(False, ("distilled",))
+    with pytest.raises(TrainingError, match="unknown kind"):
+        oneshot.main(["--out", "x", "--only", "assistant"])
