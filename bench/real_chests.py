@@ -83,7 +83,11 @@ def _segmenter(spec: str):
     path = Path(spec)
     settings = RunSettings(device="cpu")
     if path.suffix in (".safetensors",) and path.is_file():
-        return Segmenter("student", weights=path, settings=settings)
+        from napari_lungkd.models.weights_card import read_header
+
+        # the model its header names (a ResNet-152 file is a teacher)
+        name = (read_header(path).get("spec") or {}).get("name") or "student"
+        return Segmenter(name, weights=path, settings=settings)
     return Segmenter(spec, settings=settings)
 
 

@@ -14,7 +14,9 @@ All models run in the same process, one after the other, so their timings compar
 Columns: parameters; seconds per CT (segment's wall time, model load excluded) and milliseconds per
 slice (model only, from segment's timings) from the same run; Dice per nodule (mean over reference
 nodules, 0 for a missed one); global voxel Dice (pooled over all cases); HD95 in mm (mean over scans
-where both masks are non-empty); lesion sensitivity; false positives per scan. Several files of one
+where both masks are non-empty); lesion sensitivity; false positives per scan; and as the field
+scores detection (``scoring.froc``, LUNA16 hit rule, nodules under 3 mm and a host's own lesions
+irrelevant): sensitivity at 1 and 4 false positives per scan, CPM, Dice of the found nodules. Several files of one
 model (seeds) give mean ± std.
 
 Leakage guard: a case whose patient is among the *model's own* training patients (recorded in the
@@ -45,6 +47,10 @@ COLUMNS = [
     ("hd95_mm", "HD95 (mm)", 2),
     ("sensitivity", "Sensitivity", 3),
     ("fp_per_scan", "FP / scan", 2),
+    ("sens_at_1fp", "Sens. @1 FP/scan", 3),
+    ("sens_at_4fp", "Sens. @4 FP/scan", 3),
+    ("cpm", "CPM", 3),
+    ("found_dice", "Dice of found", 3),
 ]
 
 
@@ -76,6 +82,9 @@ def score_model(loaded, cases, device: str, threads: int | None):
     """Generator: segment every case with one model, yield Progress, return its row + per-case list."""
     from napari_lungkd.inference import Segmenter
     from napari_lungkd.progress import run_to_end
+    from napari_lungkd.scoring.detections import labels_truth, segmentation_candidates
+    from napari_lungkd.scoring.froc import froc
+    from napari_lungkd.scoring.hits import score_scan
     from napari_lungkd.scoring.metrics import (
         dice,
         dice_from_counts,
@@ -85,6 +94,7 @@ def score_model(loaded, cases, device: str, threads: int | None):
     )
 
     segmenter = Segmenter(loaded, device=device, num_threads=threads).load()  # one per model
+    scans = []
     inter = n_pred = n_ref = 0
     matches, per_case, s_per_ct, ms_slice, hd95 = [], [], [], [], []
     n_inf = 0
@@ -101,6 +111,9 @@ def score_model(loaded, cases, device: str, threads: int | None):
         n_ref += int(ref.sum())
         m = match_lesions(seg.mask, np.asarray(case.labels), case.spacing_mm)
         matches.append(m)
+        cands, cand_labels, _ = segmentation_candidates(seg)
+        truth = labels_truth(case.labels, case.spacing_mm, ignore=case.ignore, source=case.case_id)
+        scans.append(score_scan(truth.case(cands, cand_labels, name=case.case_id)))
         h = hd95_mm(pred, ref, case.spacing_mm) if (pred.any() and ref.any()) else None
         if pred.any() != ref.any():
             n_inf += 1
@@ -120,6 +133,9 @@ def score_model(loaded, cases, device: str, threads: int | None):
             }
         )
     pooled = summarise_matches(matches)
+    fr = froc(scans, bootstrap=0)
+    sens = dict(zip(fr.fp_rates, fr.sensitivities))
+    found = [d for sc in scans for d in sc.nodule_dice if d is not None]
     dices = [d for m in matches for d in m.nodule_dice.values()]
     row = {
         "n_parameters_m": loaded.n_parameters / 1e6,
@@ -131,6 +147,12 @@ def score_model(loaded, cases, device: str, threads: int | None):
         "hd95_scans_one_empty": n_inf,
         "sensitivity": pooled["sensitivity"],
         "fp_per_scan": pooled["fp_per_scan"],
+        "sens_at_1fp": sens.get(1.0),
+        "sens_at_4fp": sens.get(4.0),
+        "cpm": fr.cpm,
+        "found_dice": float(np.mean(found)) if found else None,
+        "froc_references": sum(sc.n_references for sc in scans),
+        "froc_ignored": sum(sc.n_ignored for sc in scans),
         "scans": len(cases),
         "reference_nodules": pooled["tp"] + pooled["fn"],
     }

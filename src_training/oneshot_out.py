@@ -78,6 +78,8 @@ def write_outputs(plan, jobs, records, split: dict, timing: dict):
     write_logs(out / LOGS, work, [j.name for j in jobs])
     sizes = {MANIFEST: MANIFEST_RESERVE, LOGS: (out / LOGS).stat().st_size}
     sizes.update({p["name"]: p["bytes"] for e in entries for p in e["parts"]})
+    from src_training.oneshot import MIX_DATA
+
     recipe = split.get("recipe", {})
     doc = {
         "format": 1,
@@ -97,6 +99,7 @@ def write_outputs(plan, jobs, records, split: dict, timing: dict):
             "inserted": plan.inserted,
             "hosts_pack": str(plan.hosts_pack) if plan.hosts_pack else None,
             "overrides": list(plan.overrides),
+            "data": dict(MIX_DATA),
         },
         "timing": {"mix_s": timing["mix_s"], "total_s": round(time.monotonic() - timing["t0"], 1)},
         **_device(),

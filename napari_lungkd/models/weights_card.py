@@ -53,6 +53,19 @@ def _registry_entry(sha256: str | None) -> tuple[str | None, dict]:
 
 
 def _data(metadata: dict) -> str:
+    td = metadata.get("training_data") or {}
+    if td.get("phantoms"):
+        hosts = list(td.get("real_hosts") or ())
+        text = f"trained on {td['phantoms']}"
+        if hosts:
+            each = td.get("inserted_per_host")
+            copies = f"{each} copies each of " if each else ""
+            text += (
+                f" and {copies}{len(hosts)} real chests with nodules inserted ({', '.join(hosts)})"
+            )
+        if td.get("seed") is not None:
+            text += f", seed {td['seed']}"
+        return text
     patients = (metadata.get("data_split") or {}).get("patients") or {}
     train = [str(p) for p in patients.get("train") or ()]
     if not train:

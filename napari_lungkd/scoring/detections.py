@@ -91,14 +91,24 @@ def phantom_truth(truth_path, ct) -> LidcTruth:
 
     Raises :class:`~napari_lungkd.errors.ExportError` (from ``read_mask``) when the file is not
     on ``ct``'s grid."""
-    from scipy import ndimage
-
     from napari_lungkd.io.masks import read_mask
 
     truth_path = Path(truth_path)
     labels = np.asarray(read_mask(truth_path, ct))
     diameters = _diameters(truth_path.parent / NODULE_FACTS_NAME)
-    spacing = tuple(float(v) for v in ct.spacing_mm)
+    return labels_truth(labels, ct.spacing_mm, diameters, source=str(truth_path))
+
+
+def labels_truth(labels, spacing_mm, diameters=None, ignore=None, source: str = "") -> LidcTruth:
+    """References from a nodule label volume (each label one nodule; its diameter from
+    ``diameters`` {label: mm}, else that of a sphere of its volume); nodules under
+    :data:`SMALL_NODULE_MM` and each connected region of ``ignore`` (a host's own lesions in an
+    inserted case) are irrelevant findings."""
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    diameters = diameters or {}
+    spacing = tuple(float(v) for v in spacing_mm)
     voxel_mm3 = float(np.prod(spacing))
     ids = [int(v) for v in np.unique(labels) if v > 0]
     centres = ndimage.center_of_mass(labels > 0, labels, ids) if ids else []
@@ -107,20 +117,35 @@ def phantom_truth(truth_path, ct) -> LidcTruth:
     irr_labels = np.zeros(labels.shape, dtype=np.uint16)
     references: list[Reference] = []
     irrelevant: list[IrrelevantFinding] = []
+
+    def sphere_d(count: float) -> float:
+        return 2.0 * (3.0 * count * voxel_mm3 / (4.0 * math.pi)) ** (1 / 3)
+
     for lab, centre, count in zip(ids, centres, counts):
         zyx = tuple(float(v) for v in centre)
-        d = diameters.get(lab) or 2.0 * (3.0 * count * voxel_mm3 / (4.0 * math.pi)) ** (1 / 3)
+        d = diameters.get(lab) or sphere_d(count)
         if d >= SMALL_NODULE_MM:
             references.append(Reference(zyx, float(d), len(references) + 1, f"nodule {lab}"))
             ref_labels[labels == lab] = len(references)
         else:
             irrelevant.append(IrrelevantFinding(zyx, d / 2.0, len(irrelevant) + 1, "small_nodule"))
             irr_labels[labels == lab] = len(irrelevant)
+    if ignore is not None:
+        regions, n = ndimage.label(np.asarray(ignore) > 0)
+        for k in range(1, n + 1):
+            where = regions == k
+            zyx = tuple(float(v) for v in ndimage.center_of_mass(where))
+            irrelevant.append(
+                IrrelevantFinding(
+                    zyx, sphere_d(float(where.sum())) / 2.0, len(irrelevant) + 1, "host_lesion"
+                )
+            )
+            irr_labels[where & (irr_labels == 0)] = len(irrelevant)
     return LidcTruth(
         references=tuple(references),
         irrelevant=tuple(irrelevant),
         reference_labels=ref_labels,
         irrelevant_labels=irr_labels,
         spacing_mm=spacing,
-        source=str(truth_path),
+        source=source,
     )
