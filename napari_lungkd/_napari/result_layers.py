@@ -116,10 +116,12 @@ def labels_colormap(colours: dict, default: str = "transparent") -> DirectLabelC
     return DirectLabelColormap(color_dict=colour_dict)
 
 
-def result_colormap(model: str) -> DirectLabelColormap:
-    """Every nodule label in the model's colour; hand-painted voxels in the edit colour."""
+def result_colormap(model: str, by_hand=()) -> DirectLabelColormap:
+    """Every nodule label in the model's colour; hand-painted voxels and the labels of nodules
+    added by hand (``by_hand``: accepted candidates) in the edit colour."""
     colour = COLOURS.get(model, COLOURS["edited"])
-    return labels_colormap({1: colour, EDIT_LABEL: COLOURS["edited"]}, default=colour)
+    hand = {int(label): COLOURS["edited"] for label in (*by_hand, EDIT_LABEL)}
+    return labels_colormap({1: colour, **hand}, default=colour)
 
 
 def aligned(ct_layer, **extra) -> dict:
@@ -245,15 +247,18 @@ def show_segmentation(
     return mask, prob
 
 
-def show_candidates(viewer, ct_layer, model: str, scores, threshold: float):
+def show_candidates(viewer, ct_layer, model: str, scores, threshold: float, accepted=()):
     """Add or update the hidden points layer of every candidate of ``model``'s run on this CT,
     each with its ``score`` (shown beside it) and whether it passes ``threshold`` (``kept``):
-    kept ones in the model's colour, dropped ones grey. ``scores``: a
-    :class:`~napari_lungkd._napari.operating_point.CandidateScores`."""
+    kept ones in the model's colour, dropped ones grey, those ``accepted`` by hand (indices) in
+    the edit colour. ``scores``: an :class:`~napari_lungkd._napari.operating_point.CandidateScores`.
+    """
     ct = ct_layer.metadata[CT_KEY]
     kept = scores.kept(threshold)
-    features = {"score": np.asarray(scores.scores, dtype=float), "kept": kept}
+    hand = np.isin(np.arange(len(scores)), list(accepted)) & ~kept
+    features = {"score": np.asarray(scores.scores, dtype=float), "kept": kept, "accepted": hand}
     colours = [COLOURS.get(model, COLOURS["edited"]) if k else DROPPED_COLOUR for k in kept]
+    colours = [COLOURS["edited"] if h else c for c, h in zip(colours, hand)]
     extra = {"lungkd_score": scores.score_name, "lungkd_threshold": float(threshold)}
     old = find_layer(viewer, ct, CANDIDATES, model)
     if (

@@ -24,7 +24,8 @@ The rules kept here:
 - **The operating point is set after the run.** A result's candidates carry scores (the
   classifier's, else the U-Net's highest probability); :meth:`Session.set_operating_point` shows
   those passing a new point from the run's own result (:mod:`operating_point`), nothing runs
-  again; a new run of the model starts again at its own point.
+  again; a new run of the model starts again at its own point. A dropped candidate the user
+  accepts (:meth:`Session.accept_candidates`) is a nodule added by hand until the model runs again.
 - **LIDC** (:class:`~napari_lungkd._napari.session_lidc.LidcState`): a new consensus level
   recomputes only each nodule's consensus, no re-reading, no re-rasterising; the scores against
   the readers include the detection scores of the field (FROC of this scan, hits, false marks).
@@ -40,6 +41,7 @@ _PATIENT_STATE = (
     "results",
     "run_results",
     "operating_points",
+    "accepted",
     "lidc",
     "xml_path",
     "_reader_masks",
@@ -68,6 +70,7 @@ class Session(LidcState):
         self.results: dict[str, object] = {}  # model name -> Segmentation shown, for self.ct
         self.run_results: dict[str, object] = {}  # model name -> the run's own Segmentation
         self.operating_points: dict[str, float] = {}  # model name -> point set after the run
+        self.accepted: dict[str, tuple] = {}  # model name -> HandNodules accepted by the user
         self.compare_teacher = False
         self._segmenters: dict[str, object] = {}  # model name -> Segmenter
         self._segmenter_keys: dict[str, tuple] = {}  # model name -> (weights, settings) it has
@@ -99,6 +102,7 @@ class Session(LidcState):
     def _set_patient_state(self, state: dict) -> None:
         self.clear_lidc()
         self.results, self.run_results, self.operating_points = {}, {}, {}
+        self.accepted = {}
         for name, value in state.items():
             setattr(self, name, value)
 
@@ -190,6 +194,7 @@ class Session(LidcState):
         self.results_of(ct)[model] = seg
         self.results_of(ct, "run_results")[model] = seg
         self.results_of(ct, "operating_points").pop(model, None)  # a new run: its own point
+        self.results_of(ct, "accepted").pop(model, None)  # and none of its candidates accepted
         return ct is self.ct
 
     def summary(self) -> str:
@@ -236,7 +241,7 @@ class Session(LidcState):
         CT (the teacher follows, see :meth:`follow_up`), else the teacher."""
         self.compare_teacher = bool(on)
         if not on:
-            for state in (self.results, self.run_results, self.operating_points):
+            for state in (self.results, self.run_results, self.operating_points, self.accepted):
                 state.pop("teacher", None)
             return None
         if self.ct is None:
@@ -312,6 +317,7 @@ class Session(LidcState):
         """Show ``model``'s candidates scoring at least ``threshold`` (clamped to what its scores
         allow) as its nodules, from its run's own result; the new Segmentation shown, or None
         when nothing changed. Raises NoCtError / LungKDError without a result."""
+        from napari_lungkd._napari.accept_candidate import with_hand_nodules
         from napari_lungkd._napari.operating_point import at_operating_point
 
         ct = self._need_ct("no CT to show nodules on")
@@ -322,16 +328,42 @@ class Session(LidcState):
         if point == self.operating_point(model):
             return None
         seg = at_operating_point(own, point, ct, self._classifier_of(model))
+        kept = self.candidate_scores(model).kept(point)
+        seg = with_hand_nodules(seg, own, self.accepted.get(model, ()), kept)
         self.results[model] = seg
         self.operating_points[model] = point
         return seg
 
     def shown_provenance(self, model: str, ct=None) -> dict:
         """The provenance of ``model``'s result shown on ``ct``, with the point it is shown at."""
+        from napari_lungkd._napari.accept_candidate import hand_provenance
         from napari_lungkd._napari.operating_point import shown_provenance
 
         ct = self.ct if ct is None else ct
         seg = self.results_of(ct)[model]
-        return shown_provenance(
+        prov = shown_provenance(
             seg, self.candidate_scores(model, ct), self.operating_point(model, ct)
         )
+        hand = hand_provenance(seg)
+        if hand:
+            prov["added_by_hand"] = hand
+        return prov
+
+    def accept_candidates(self, model: str, indices):
+        """Add ``model``'s candidates ``indices`` (the candidates layer's order) that the
+        operating point drops as new nodules, added by hand (:mod:`accept_candidate`); they
+        stay when the point moves, until the model runs again. The new Segmentation shown, or
+        None when each is a nodule already. Raises NoCtError / LungKDError without a result."""
+        from napari_lungkd._napari.accept_candidate import accept
+
+        ct = self._need_ct("no CT to add a nodule to")
+        own = self.run_results.get(model)
+        if own is None:
+            raise LungKDError(f"Segment the CT with the {model} first: it has no candidates.")
+        kept = self.candidate_scores(model).kept(self.operating_point(model))
+        hand, seg = accept(
+            self.results[model], own, self.accepted.get(model, ()), indices, kept, ct
+        )
+        if seg is not None:
+            self.accepted[model], self.results[model] = hand, seg
+        return seg

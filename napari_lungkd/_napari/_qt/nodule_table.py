@@ -122,9 +122,10 @@ class NoduleTable(QTableWidget):
         self.setRowCount(len(self.nodules))
         for row, n in enumerate(self.nodules):
             flag = _flag(n)
+            by_hand = str(getattr(n, "added", "") or "")  # an accepted candidate: "added by hand"
             cells = (
                 (
-                    str(getattr(n, "label", row + 1)),
+                    str(getattr(n, "label", row + 1)) + (" (by hand)" if by_hand else ""),
                     _fmt(n.volume_mm3, 1),
                     _fmt(n.diameter_mm, 1),
                     str(int(n.n_slices)),
@@ -138,6 +139,8 @@ class NoduleTable(QTableWidget):
                 if flag:
                     item.setForeground(QBrush(_FLAGGED_GREY))
                     item.setToolTip(f"Implausible as a nodule: {flag}")
+                if by_hand and col == 0:
+                    item.setToolTip("A candidate below the operating point, accepted by hand")
                 self.setItem(row, col, item)
 
     def clear_nodules(self) -> None:
