@@ -38,6 +38,8 @@ class CaseTable:
     ignored: np.ndarray  # (n,) bool: on an irrelevant region (and on no reference)
     n_references: int
     seconds: dict
+    centres: np.ndarray | None = None  # (n, 3) voxel z, y, x of each candidate
+    patches: np.ndarray | None = None  # (n, 32, 32, 32) int16 HU, 1 mm (candidate_patches)
 
     @property
     def y(self) -> np.ndarray:
@@ -63,6 +65,8 @@ class CaseTable:
             ),
             feature_names=np.array(FEATURE_NAMES),
             seconds=np.array([self.seconds.get(k, 0.0) for k in ("model", "candidates")]),
+            **({} if self.centres is None else {"centres": self.centres}),
+            **({} if self.patches is None else {"patches": self.patches}),
         )
         tmp.replace(path)
 
@@ -83,6 +87,8 @@ class CaseTable:
                 z["ignored"].astype(bool),
                 int(n_refs),
                 {"model": float(sec[0]), "candidates": float(sec[1])},
+                z["centres"] if "centres" in z.files else None,
+                z["patches"] if "patches" in z.files else None,
             )
 
 
@@ -93,6 +99,14 @@ def _outcomes(case, n: int):
     ref_hit = np.where(hits.any(axis=1), hits.argmax(axis=1), -1) if hits.size else np.full(n, -1)
     ignored = on_irr & (ref_hit < 0)
     return ref_hit.astype(np.int32), ignored.astype(bool)
+
+
+def _where(cands, ct) -> dict:
+    """The candidates' centres and their 3-D patches (the 3-D CNN's input), for the table."""
+    from napari_lungkd.inference.candidate_patches import candidate_patches
+
+    centres = np.array([c.centroid_zyx for c in cands.items], dtype=np.float32).reshape(-1, 3)
+    return {"centres": centres, "patches": candidate_patches(ct.hu, ct.spacing_mm, centres)}
 
 
 def _candidates(segmenter, ct, keep=None):
@@ -138,6 +152,7 @@ def phantom_table(segmenter, seed: int, size: int = 512) -> CaseTable:
         ignored,
         len(refs),
         sec,
+        **_where(cands, ct),
     )
 
 
@@ -165,6 +180,7 @@ def real_table(segmenter, chest, ct=None, keep=None) -> CaseTable:
         ignored,
         len(case.references),
         sec,
+        **_where(cands, ct),
     )
 
 
@@ -207,6 +223,7 @@ def inserted_table(segmenter, chest, seed: int, n_nodules: int = 5) -> CaseTable
         ignored,
         len(refs),
         sec,
+        **_where(cands, ct),
     )
 
 
