@@ -141,7 +141,8 @@ def test_help_and_weights_list_say_what_the_weights_are(capsys):
         main(["segment", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "report.json" in text and "_nodules.csv" in text and "label i = nodule i" in text
-    assert "trained on synthetic phantoms only" in text and "real CT: LIDC-IDRI-0001" in text
+    assert "varied phantoms" in text and "real chests with nodules inserted" in text
+    assert "real CT: held out: LIDC-IDRI-0001" in text
     assert main(["weights", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [ln for ln in lines if not ln.startswith(" ")]
@@ -213,10 +214,10 @@ def test_lidc0001_count_printed_csv_rows_mask_labels_and_scored_components_agree
     for row in rows[:20]:  # label i is row i: the row's voxel count is the label's
         assert int(row["n_voxels"]) == int((mask == int(row["label"])).sum())
     assert f"{scored} nodules scored" in printed
-    assert "trained on synthetic phantoms only" in report["models"]["student"]["weights"]
-    # the nodule is one row: the student marks its top and bottom and misses its solid core
-    # (slices 88-90), and the two pieces merge (inference/pieces.py); it was two rows of 1,626
-    # and 1,122 mm3, 179 rows in all
+    assert "varied phantoms" in report["models"]["student"]["weights"]
+    # the nodule is one row. The student of issue 15 marks one slice of it (314 of the readers'
+    # 6,709 mm3: Dice 0.08, flagged "1 slice") and 10 false nodules (the weights before it: 150,
+    # and 2,752 mm3 of the nodule in two pieces)
     from napari_lungkd.io import load_ct
     from napari_lungkd.lidc import annotate
 
@@ -225,8 +226,7 @@ def test_lidc0001_count_printed_csv_rows_mask_labels_and_scored_components_agree
     touching = {int(v) for v in np.unique(mask[consensus])} - {0}
     assert len(touching) == 1
     (row,) = [r for r in rows if int(r["label"]) in touching]
-    assert int(row["n_pieces"]) >= 2 and row["flag"] == ""
     consensus_mm3 = float(consensus.sum() * np.prod(ct.spacing_mm))
-    assert 2500 < float(row["volume_mm3"]) < consensus_mm3  # 2,752 of the readers' 6,709 mm3
+    assert 100 < float(row["volume_mm3"]) < consensus_mm3
     les = report["scores"]["student"]["lesions"]
-    assert (les["tp"], les["fn"], les["fp"]) == (1, 0, scored - 1) and scored < 179
+    assert (les["tp"], les["fn"], les["fp"]) == (1, 0, scored - 1) and scored < 30

@@ -1,9 +1,10 @@
 """The weights that ship in the package: present, within the size limits, verified, and useful.
 
 These are the files `lungkd demo` and the widget use when the user has none of their own
-(issue 8): the distilled student, the teacher and the baseline student, trained on synthetic
-cases by src_training (configs/cpu_*.yaml). The sample case was never in their training data
-(seed 115; training used seeds 1000-1047).
+(issue 8): the distilled student, the teacher and the baseline student, trained by
+`python -m src_training.oneshot` on one H200 (issue 15; docs/training/oneshot_h200_2026-11-29) on
+varied phantoms (seeds 0-31) and nodules inserted into four real chests. The sample case (the
+classic phantom, seed 115) was never in their training data.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def test_bundled_file_verifies_against_its_pinned_hash(name):
     assert info.sha256 == entry["sha256"]
     meta = info.metadata
     # provenance a user can check: how it was trained, on which cases, and how well it did
-    assert meta["training"]["config"]["name"].startswith("cpu_")
+    assert meta["training"]["config"]["name"] in {"teacher", "student_kd", "student_baseline"}
+    assert meta["training_data"]["real_hosts"] and meta["training_data"]["steps"] > 0
     assert meta["data_split"]
     assert meta["metrics"]["val_dice_best"] > 0
 
@@ -57,7 +59,7 @@ def test_bundled_student_finds_the_sample_nodules(sample, monkeypatch, tmp_path)
     ct, truth = sample
     seg = segment(ct, "student", device="cpu")
     assert seg.provenance.weights_sha256 == REGISTRY["student"]["sha256"]
-    assert seg.provenance.trained_on["reference"].startswith("consensus")  # from the file's header
+    assert "inserted truth" in seg.provenance.trained_on["reference"]  # from the file's header
     assert dice(seg.mask > 0, truth) > MIN_SAMPLE_DICE["student"]
 
 
@@ -94,7 +96,10 @@ def test_bundled_teacher_and_baseline_segment_the_largest_sample_nodule(sample, 
     assert dice(seg.mask > 0, truth) > MIN_SAMPLE_DICE[name]
 
 
-# Measured on the sample case with the bundled files (student 0.43 on the whole case; on the slab
-# around the largest nodule teacher 0.63, baseline 0.82), minus a margin: a retrained model that
-# falls below these has lost what the bundled one could do.
-MIN_SAMPLE_DICE = {"student": 0.3, "teacher": 0.45, "student_baseline": 0.65}
+# Measured on the sample case with the bundled files (student 0.12 on the whole case, where it
+# also marks 87 objects: the classic phantom's vessels are not what it learned from; on the slab
+# around the largest nodule student 0.35, teacher 0.62, baseline 0.31), minus a margin: a
+# retrained model that falls below these has lost what the bundled one could do.
+# (The weights before issue 15, trained on classic phantoms only: 0.43 whole, slab teacher 0.63,
+# baseline 0.82; on real chests they marked 152 false nodules per scan, these 14-23.)
+MIN_SAMPLE_DICE = {"student": 0.08, "teacher": 0.45, "student_baseline": 0.2}
