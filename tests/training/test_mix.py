@@ -96,3 +96,21 @@ def test_inserted_case_of_a_real_host_ignores_its_own_lesions(tmp_path, monkeypa
 
     far = ndimage.distance_transform_edt(labels == 0, sampling=meta["spacing_mm"])
     assert (far[tuple(pts.T)] > mix.HARD_CLEARANCE_MM).all()
+
+
+def test_test_only_moves_every_patient_and_case_to_the_test_part(tmp_path):
+    import json
+
+    from src_training.mix import test_only
+
+    split = {
+        "seed": 0,
+        "patients": {"train": ["A", "B"], "val": ["C"], "test": ["D"]},
+        "cases": {"train": ["a1", "b1"], "val": ["c1"], "test": []},
+    }
+    path = tmp_path / "split.json"
+    path.write_text(json.dumps(split))
+    out = test_only(path)
+    assert out["patients"] == {"train": [], "val": [], "test": ["A", "B", "C", "D"]}
+    assert out["cases"]["test"] == ["a1", "b1", "c1"] and out["cases"]["train"] == []
+    assert json.loads(path.read_text()) == out and out["seed"] == 0
