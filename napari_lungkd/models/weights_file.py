@@ -100,6 +100,13 @@ def trained_on(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     return out or None
 
 
+def _network(spec: ModelSpec) -> dict:
+    """What must match between a model name and a weights file: the encoder and the classes. The
+    input channels are the file's own choice (``context_slices``: 2-D or 2.5-D input), which the
+    model is then built with."""
+    return {k: v for k, v in spec.architecture().items() if k != "in_channels"}
+
+
 def file_sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -274,7 +281,7 @@ def load_weights(
             f"{path.name} (SHA-256 {sha[:12]}...) is not one of the pinned weights files "
             "(bundled or registry); results name this file and its SHA-256"
         )
-    if expected_spec is not None and spec.architecture() != expected_spec.architecture():
+    if expected_spec is not None and _network(spec) != _network(expected_spec):
         raise WeightsError(
             f"Weights file {path} is for {spec.architecture()}, not for model {expected_spec.name!r} {expected_spec.architecture()}."
         )

@@ -260,3 +260,21 @@ def test_cli_weights_install_keeps_an_installed_file_unless_asked(
     assert main(["weights", "install", str(path)]) == 0  # the same file again is fine
     assert main(["weights", "install", str(other), "--overwrite"]) == 0
     assert file_sha256(installed) == other_sha
+
+
+def test_a_2_5d_student_file_loads_under_the_student_name_and_segments(tmp_path):
+    import numpy as np
+
+    from napari_lungkd.ct import CtVolume
+    from napari_lungkd.inference.segmenter import segment
+
+    spec3 = get_spec("student").with_(context_slices=3)
+    path = tmp_path / "student25d.safetensors"
+    save_weights(path, build_model(spec3).state_dict(), spec3, {})
+    state, info = load_weights(path, expected_spec=get_spec("student"))
+    assert info.spec.context_slices == 3
+    ct = CtVolume(hu=np.full((5, 64, 64), -800.0, np.float32), spacing_mm=(2.0, 0.7, 0.7))
+    seg = segment(ct, "student", device="cpu", weights=path)
+    assert seg.probability.shape == ct.shape
+    with pytest.raises(WeightsError, match="not for model 'teacher'"):
+        load_weights(path, expected_spec=get_spec("teacher"))
