@@ -42,6 +42,23 @@ def _metrics_from(results_json, label: str | None, weights_path: str | None) -> 
     raise TrainingError(f"Results file {results_json} has no model labelled {label!r}.")
 
 
+def _write_checked(out_path, state, spec, metadata) -> dict:
+    """Write the weights file, read it back the way the plugin does into a freshly built model,
+    and return ``{"path", "sha256", "spec", "bytes"}``."""
+    from napari_lungkd.models.specs import build_model
+    from napari_lungkd.models.weights import load_state_into, load_weights, save_weights
+
+    sha = save_weights(out_path, state, spec, metadata)
+    back, info = load_weights(out_path, expected_spec=spec)
+    load_state_into(build_model(info.spec), back, out_path)
+    return {
+        "path": str(out_path),
+        "sha256": sha,
+        "spec": spec.to_dict(),
+        "bytes": Path(out_path).stat().st_size,
+    }
+
+
 def export(
     checkpoint,
     out_path,
@@ -52,12 +69,9 @@ def export(
 ) -> dict:
     """Write the weights file for ``checkpoint``; returns ``{"path", "sha256", "spec", "bytes"}``."""
     from napari_lungkd.models.quant import compress
-    from napari_lungkd.models.specs import ModelSpec, build_model
+    from napari_lungkd.models.specs import ModelSpec
     from napari_lungkd.models.weights import (
         file_sha256,
-        load_state_into,
-        load_weights,
-        save_weights,
     )
 
     precision = precision or ("fp16" if fp16 else "fp32")
@@ -87,16 +101,7 @@ def export(
         "metrics": {"val_dice_best": run_state.get("best_dice"), **(metrics or {})},
         "precision": {"fp32": "float32", "fp16": "float16", "int8": "int8 per-channel"}[precision],
     }
-    sha = save_weights(out_path, state, spec, metadata)
-    # read it back the way the plugin does, into a freshly built model
-    back, info = load_weights(out_path, expected_spec=spec)
-    load_state_into(build_model(info.spec), back, out_path)
-    return {
-        "path": str(out_path),
-        "sha256": sha,
-        "spec": spec.to_dict(),
-        "bytes": Path(out_path).stat().st_size,
-    }
+    return _write_checked(out_path, state, spec, metadata)
 
 
 def restamp(
@@ -110,12 +115,10 @@ def restamp(
     held-out scores are measured here afterwards. Returns what :func:`export` returns."""
     from safetensors import safe_open
 
-    from napari_lungkd.models.specs import ModelSpec, build_model
+    from napari_lungkd.models.specs import ModelSpec
     from napari_lungkd.models.weights import (
         file_sha256,
-        load_state_into,
         load_weights,
-        save_weights,
     )
     from napari_lungkd.models.weights_file import METADATA_KEY
 
@@ -132,15 +135,7 @@ def restamp(
     metadata["metrics"] = {**(metadata.get("metrics") or {}), **(metrics or {})}
     metadata.update(extra or {})
     metadata["restamped_from"] = {"file": src.name, "sha256": file_sha256(src)}
-    sha = save_weights(out_path, state, spec, metadata)
-    back, info = load_weights(out_path, expected_spec=spec)
-    load_state_into(build_model(info.spec), back, out_path)
-    return {
-        "path": str(out_path),
-        "sha256": sha,
-        "spec": spec.to_dict(),
-        "bytes": Path(out_path).stat().st_size,
-    }
+    return _write_checked(out_path, state, spec, metadata)
 
 
 def main(argv=None) -> int:

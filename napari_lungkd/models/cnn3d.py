@@ -38,7 +38,7 @@ from torch import nn
 from napari_lungkd import __version__
 from napari_lungkd.errors import WeightsError
 from napari_lungkd.files import atomic_path
-from napari_lungkd.models.tree_ensemble import arrays_sha256, header_sha256
+from napari_lungkd.models.tree_ensemble import arrays_sha256, header_sha256, read_checked_file
 
 METADATA_KEY = "lungkd"
 KIND = "cnn3d"
@@ -192,29 +192,8 @@ def save_cnn3d(path, model: PatchNet3d, arch: str, metadata: dict | None = None)
 def load_cnn3d(path) -> tuple[PatchNet3d, dict]:
     """The network of a 3-D classifier file (eval mode) and its header, after every check;
     :class:`WeightsError` with one sentence when the file is not one or was changed."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"Classifier file {path} does not exist.")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            raw = (f.metadata() or {}).get(METADATA_KEY)
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{path} is not a readable safetensors file ({exc}).") from None
-    try:
-        header = json.loads(raw) if raw else None
-    except json.JSONDecodeError:
-        header = None
-    if not isinstance(header, dict) or header.get("kind") != KIND:
-        raise WeightsError(f"{path} is not a napari-lungkd 3-D candidate classifier file.")
-    if header.get("header_sha256") != header_sha256(header):
-        raise WeightsError(f"{path} was changed: its header does not match its recorded hash.")
-    if arrays_sha256(arrays) != header.get("tensors_sha256"):
-        raise WeightsError(
-            f"{path} is damaged or was changed: its arrays do not match their recorded hash."
-        )
+    header, arrays = read_checked_file(path, KIND, "3-D candidate classifier")
     if header.get("arch") not in ARCHS:
         raise WeightsError(f"{path} holds an unknown architecture {header.get('arch')!r}.")
     model = build(header["arch"])

@@ -171,8 +171,9 @@ def save_tree_ensemble(path, model: TreeEnsemble, overwrite: bool = True) -> Pat
     return path
 
 
-def load_tree_ensemble(path, expected_features=None) -> TreeEnsemble:
-    """Read and check a classifier file; :class:`WeightsError` with one sentence when it is not one."""
+def read_checked_file(path, kind: str, what: str, required=None) -> tuple[dict, dict]:
+    """``(header, arrays)`` of a classifier safetensors file of ``kind`` (its header's ``kind``),
+    both hashes checked; :class:`WeightsError` with one sentence naming ``what`` it should be."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -188,11 +189,11 @@ def load_tree_ensemble(path, expected_features=None) -> TreeEnsemble:
         header = json.loads(raw) if raw else None
     except json.JSONDecodeError:
         header = None
-    if not isinstance(header, dict) or header.get("kind") != KIND:
-        raise WeightsError(f"{path} is not a napari-lungkd false-positive classifier file.")
-    if set(arrays) != set(ARRAYS):
+    if not isinstance(header, dict) or header.get("kind") != kind:
+        raise WeightsError(f"{path} is not a napari-lungkd {what} file.")
+    if required is not None and set(arrays) != set(required):
         raise WeightsError(
-            f"{path} lacks the arrays of a tree ensemble ({sorted(set(ARRAYS) - set(arrays))})."
+            f"{path} lacks the arrays of a tree ensemble ({sorted(set(required) - set(arrays))})."
         )
     if header.get("header_sha256") != header_sha256(header):
         raise WeightsError(f"{path} was changed: its header does not match its recorded hash.")
@@ -200,6 +201,13 @@ def load_tree_ensemble(path, expected_features=None) -> TreeEnsemble:
         raise WeightsError(
             f"{path} is damaged or was changed: its arrays do not match their recorded hash."
         )
+    return header, arrays
+
+
+def load_tree_ensemble(path, expected_features=None) -> TreeEnsemble:
+    """Read and check a classifier file; :class:`WeightsError` with one sentence when it is not one."""
+    path = Path(path)
+    header, arrays = read_checked_file(path, KIND, "false-positive classifier", ARRAYS)
     names = tuple(header.get("feature_names") or ())
     if expected_features is not None and names != tuple(expected_features):
         raise WeightsError(
