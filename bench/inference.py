@@ -9,7 +9,9 @@ no cache from a previous run helps it. "End to end" is load_ct + model load + lu
 preprocessing + model + post-processing (mask, nodule table), i.e. what `lungkd segment` does
 before writing files, in a fresh process (library imports and, on a GPU, CUDA start-up included;
 Python's own start-up and `import torch` are not). "Warm" repeats load_ct + segment with the model
-already loaded, as the viewer does from the second CT on. With ``--device cuda`` a second table
+already loaded, as the viewer does from the second CT on. "Candidate stage" is the false-positive
+stage's candidate finding (3-D components of the probability with their features,
+``inference.candidates.find_candidates``) timed on its own, and its share of the CT's time. With ``--device cuda`` a second table
 gives the network alone: slices/s with the inputs already on the GPU, synchronised timing.
 
 The weights are random by default (the network's time does not depend on their values; the
@@ -142,6 +144,14 @@ def worker(args) -> dict:
     out["warm_ct_s"] = round(warm, 3) if not args.quick else None
     out["warm_timings"] = seg2.timings.to_dict()
     out["warm_ms_per_slice"] = seg2.timings.ms_per_slice
+    # the false-positive stage's first step (issue 13): 3-D candidates with their features, from
+    # the probability the segmentation already holds (what `classifier=` adds to a run)
+    from napari_lungkd.inference.candidates import find_candidates
+
+    t = time.perf_counter()
+    cands = find_candidates(seg.probability, ct.hu, ct.spacing_mm)
+    out["candidates_s"] = round(time.perf_counter() - t, 3)
+    out["candidates_n"] = len(cands.items)
     if seg2.provenance.device.startswith("cuda"):
         out.update(model_only(loaded, seg2.provenance.device, args.batch_size))
         out["gpu"] = torch.cuda.get_device_name(0)
@@ -206,6 +216,12 @@ def run_one(model: str, path: str, args, mask_file: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _candidate_cell(r: dict, key: str) -> str:
+    if r.get("candidates_s") is None:
+        return ""
+    return f"{r['candidates_s']:.2f} ({100 * r['candidates_s'] / max(r[key], 1e-9):.0f} %, {r['candidates_n']} candidates)"
+
+
 def table(rows: list[dict], quick: int | None) -> str:
     from napari_lungkd.inference import Timings
     from napari_lungkd.scoring.speed import speedup
@@ -214,9 +230,9 @@ def table(rows: list[dict], quick: int | None) -> str:
     head = (
         f"| model | path | params (M) | ms/slice | slices/s | {time_col} | warm s per CT "
         "| CPU s per CT (est.) | idle est. (s) | peak RSS (MB) | agree w/ eager (Dice) "
-        "| T/S (ms/slice) | T/S (CT s) | T/S (CPU s) | setup (s) |"
+        "| T/S (ms/slice) | T/S (CT s) | T/S (CPU s) | setup (s) | candidate stage s (% of CT) |"
     )
-    lines = [head, "|" + "---|" * 15]
+    lines = [head, "|" + "---|" * 16]
     by = {(r["model"], r["path"]): r for r in rows}
     key = "ct_s_est" if quick else "ct_s"
     for r in rows:
@@ -233,7 +249,7 @@ def table(rows: list[dict], quick: int | None) -> str:
             f"| {r['model']} | {r['path']} | {r['params_m']} | {r['ms_per_slice']:.1f} "
             f"| {r['slices_per_s']:.2f} | {r[key]:.2f} | {warm} | {r['cpu_s_est']:.1f} | {idle:.1f} "
             f"| {r['peak_rss_mb']:.0f} | {agree} | {ratio_m} | {ratio_ct} | {ratio_cpu} "
-            f"| {r['setup_s']:.1f} |"
+            f"| {r['setup_s']:.1f} | {_candidate_cell(r, key)} |"
         )
     gpu = [r for r in rows if "model_only_batch" in r]
     if gpu:
