@@ -106,6 +106,7 @@ def bundle(
     ({role: dict}) goes into each header, ``notes`` ({role: text}) into the registry's ``real_ct``."""
     out_dir = Path(out_dir)
     extra, notes = extra or {}, notes or {}
+    precision = dict(precision)  # a re-stamped file keeps its own: the caller's dict stays as given
     registry = {}
     total = 0
     for role, name, label in ROLES:

@@ -334,21 +334,6 @@ def _kept(out_dir: Path, case_id: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def test_only(split_path: Path) -> dict:
-    """Move every patient and case of the split at ``split_path`` into its test part (rewritten
-    atomically): a held-out set to score trained models on, never to train on."""
-    import json
-
-    from napari_lungkd.files import write_json
-
-    split = json.loads(Path(split_path).read_text())
-    for key in ("patients", "cases"):
-        every = sorted({x for part in split[key].values() for x in part})
-        split[key] = {"train": [], "val": [], "test": every}
-    write_json(split_path, split)
-    return split
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m src_training.mix", description=__doc__.splitlines()[0]
@@ -394,6 +379,8 @@ def main(argv=None) -> int:
         "mix",
     )
     if args.test_only:
+        from src_training.prepare import test_only
+
         split = test_only(Path(args.out) / "split.json")
     counts = {k: len(v) for k, v in split["cases"].items()}
     print(f"cache {args.out}: cases {counts}; held out: {', '.join(split['patients']['test'])}")

@@ -224,6 +224,17 @@ def make_split(
     return split
 
 
+def test_only(split_path) -> dict:
+    """Move every patient and case of the split at ``split_path`` into its test part (rewritten
+    atomically): a held-out set to score trained models on, never to train on."""
+    split = json.loads(Path(split_path).read_text())
+    for key in ("patients", "cases"):
+        every = sorted({x for part in split[key].values() for x in part})
+        split[key] = {"train": [], "val": [], "test": every}
+    write_json(split_path, split)
+    return split
+
+
 def read_split(path) -> dict:
     path = Path(path)
     if not path.is_file():

@@ -101,7 +101,7 @@ def test_inserted_case_of_a_real_host_ignores_its_own_lesions(tmp_path, monkeypa
 def test_test_only_moves_every_patient_and_case_to_the_test_part(tmp_path):
     import json
 
-    from src_training.mix import test_only
+    from src_training.prepare import test_only
 
     split = {
         "seed": 0,
