@@ -51,7 +51,8 @@ def rescore(tables, out: Path) -> dict:
     held-out scans scored again (e.g. once more scans are in the cache); no retraining."""
     from napari_lungkd.models.cnn3d import load_cnn3d, n_parameters
     from napari_lungkd.progress import run_to_end
-    from src_training.fp_cnn3d import iter_score_tables, metrics, split
+    from src_training.fp_cnn3d import iter_score_tables, split
+    from src_training.fp_cnn3d_scores import metrics
 
     _, test = split(tables)
     runs, trained = [], set()
@@ -87,7 +88,8 @@ def reference_rows(tables) -> list[dict]:
     from napari_lungkd.inference.candidate_features import FEATURE_NAMES
     from napari_lungkd.models.tree_ensemble import from_sklearn
     from src_training.fp_classifier import fit
-    from src_training.fp_cnn3d import metrics, split
+    from src_training.fp_cnn3d import split
+    from src_training.fp_cnn3d_scores import metrics
 
     train, test = split(tables)
     p_max = FEATURE_NAMES.index("prob_max")
@@ -137,7 +139,8 @@ def main(argv=None) -> int:
     import torch
 
     from napari_lungkd.progress import run_with_tqdm
-    from src_training.fp_cnn3d import GROUPS, iter_run, load_tables
+    from src_training.fp_cnn3d import iter_run, load_tables
+    from src_training.fp_cnn3d_scores import GROUPS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=REPO / "data" / "fp_cache_new")

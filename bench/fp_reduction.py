@@ -40,6 +40,14 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="student")
     ap.add_argument("--plot", type=Path, default=None, help="write the FROC curves to this PNG")
     ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument(
+        "--cnn",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="score with these 3-D CNN files instead of the trees (each scan by the file that "
+        "held it out: e.g. distilled_s0.safetensors of --fold A and of --fold B)",
+    )
     args = ap.parse_args(argv)
     paths = sorted(
         p for p in (args.cache / args.model).glob("*.npz") if not p.name.endswith(".tmp.npz")
@@ -50,7 +58,14 @@ def main(argv=None) -> int:
         )
         return 2
     tables = [CaseTable.load(p) for p in paths]
-    held = held_out_scores(tables, log=lambda s: None)
+    if args.cnn:
+        from src_training.fp_cnn3d_scores import held_out_from_files
+
+        held = held_out_from_files(tables, args.cnn, log=lambda s: None)
+        scorer = "3-D CNN " + ", ".join(str(p) for p in args.cnn)
+    else:
+        held = held_out_scores(tables, log=lambda s: None)
+        scorer = "boosted trees, trained once per held-out patient"
     train_idx = [i for i, t in enumerate(held.tables) if t.trainable and t.kind != "phantom"]
     ops = operating_points([held.tables[i] for i in train_idx], [held.scores[i] for i in train_idx])
     thr = next(o for o in ops if o["fp_per_scan"] == TARGET_FP_PER_SCAN)["threshold"]
@@ -58,6 +73,7 @@ def main(argv=None) -> int:
     print(
         f"machine: {platform.machine()}, {platform.system()}; model: {args.model}; cases: {len(tables)}"
     )
+    print(f"classifier: {scorer}; scans held out: {len(held.tables)}")
     print(
         f"operating point (score >= {thr:.3f}): ~{TARGET_FP_PER_SCAN:g} FP/scan on trainable real-anatomy scans, held out"
     )

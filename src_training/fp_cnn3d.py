@@ -24,6 +24,7 @@ replacement), which gives the classes equal weight in the BCE. Every long step i
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,18 @@ from pathlib import Path
 import numpy as np
 
 from napari_lungkd.progress import Progress, run_with_tqdm
+from src_training.fp_cnn3d_scores import default_operating_point, metrics
 from src_training.fp_data import PHANTOM_SEED_BASE, CaseTable
 
 HELD_OUT_PATIENTS = ("LIDC-IDRI-0001", "C3N-00247", "LUNG1-001", "IBSI_ct_phantom")
 """Real patients the 3-D classifiers never train on (the U-Net never saw them either)."""
+FOLDS = {
+    "A": HELD_OUT_PATIENTS,
+    "B": ("pyradiomics_lung2", "Lung_Dx-A0001", "elastix"),
+}
+"""``--fold``: which real patients are held out. A (the default, the shipped files): the chests no
+U-Net trained on; B: the four hosts of the U-Net's training mix, so that every trainable real
+patient is scored once by a classifier that never saw it (A and B together)."""
 TRAIN_PHANTOMS = range(PHANTOM_SEED_BASE, PHANTOM_SEED_BASE + 12)  # 5000-5011; 5012-5023 scored
 TEMPERATURE = 4.0
 KD_WEIGHT = 1.0
@@ -107,6 +116,7 @@ def iter_train(
     teacher_logits: np.ndarray | None = None,
     temperature: float = TEMPERATURE,
     kd_weight: float = KD_WEIGHT,
+    device: str = "cpu",
 ):
     """Train one network; yields Progress, returns it (eval mode). With ``teacher_logits`` (one
     per row of ``data``) the loss adds the response-distillation term."""
@@ -120,25 +130,28 @@ def iter_train(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = build(arch).train()
+    model = build(arch).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=sched.lr, weight_decay=sched.weight_decay)
     lr_at = torch.optim.lr_scheduler.OneCycleLR(opt, sched.lr, total_steps=sched.steps)
     stage = f"{arch}{' distilled' if teacher_logits is not None else ''} (seed {seed})"
     batches = _batches(data.y, sched.batch, rng)
     for step in range(sched.steps):
         idx = next(batches)
-        x = augment(torch.from_numpy(data.patches[idx]).unsqueeze(1), gen)
-        target = torch.from_numpy(data.y[idx].astype(np.float32))
+        x = augment(torch.from_numpy(data.patches[idx]).unsqueeze(1), gen).to(device)
+        target = torch.from_numpy(data.y[idx].astype(np.float32)).to(device)
         logits = model(x)
         loss = F.binary_cross_entropy_with_logits(logits, target)
         if teacher_logits is not None:
-            t = torch.from_numpy(np.asarray(teacher_logits[idx], dtype=np.float32))
+            t = torch.from_numpy(np.asarray(teacher_logits[idx], dtype=np.float32)).to(device)
             loss = loss + kd_weight * response_kd(logits, t, temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         lr_at.step()
-        yield Progress(step + 1, sched.steps, stage, f"loss {loss.item():.3f}")
+        if (step + 1) % 25 == 0 or step + 1 == sched.steps:
+            yield Progress(step + 1, sched.steps, stage, f"loss {loss.item():.3f}")
+        else:
+            yield Progress(step + 1, sched.steps, stage)
     return model.eval()
 
 
@@ -165,57 +178,12 @@ def iter_score_tables(model, tables: list[CaseTable], stage: str = "scoring"):
     return np.split(probs, np.cumsum(sizes)[:-1])
 
 
-def auc(tables: list[CaseTable], scores: list[np.ndarray]) -> float | None:
-    """ROC AUC over the labelled candidates of ``tables`` (None without both classes)."""
-    from sklearn.metrics import roc_auc_score
-
-    y = np.concatenate([t.y for t in tables]) if tables else np.zeros(0)
-    s = np.concatenate(scores) if scores else np.zeros(0)
-    keep = y >= 0
-    if len(np.unique(y[keep])) < 2:
-        return None
-    return float(roc_auc_score(y[keep], s[keep]))
-
-
-def cpm(tables: list[CaseTable], scores: list[np.ndarray]):
-    """CPM and the FROC sensitivities (1/8..8 FP/scan) of ``tables`` under ``scores``."""
-    from napari_lungkd.scoring.froc import froc
-    from src_training.fp_classifier import scan_scores
-
-    if not tables or not sum(t.n_references for t in tables):
-        return None, None
-    res = froc(scan_scores(tables, scores), bootstrap=0)
-    return res.cpm, list(res.sensitivities)
-
-
-GROUPS = {"phantom": ("phantom",), "real anatomy": ("real", "inserted")}
-"""Held-out scans are scored per group: the synthetic phantoms, and real chests (with and without
-inserted nodules)."""
-
-
-def metrics(tables: list[CaseTable], scores: list[np.ndarray]) -> dict:
-    out = {}
-    for group, kinds in GROUPS.items():
-        idx = [i for i, t in enumerate(tables) if t.kind in kinds]
-        tabs, sc = [tables[i] for i in idx], [scores[i] for i in idx]
-        c, sens = cpm(tabs, sc)
-        out[group] = {
-            "scans": [t.name for t in tabs],
-            "nodules": int(sum(t.n_references for t in tabs)),
-            "nodules_with_candidate": int(sum(len(set(t.ref_hit[t.ref_hit >= 0])) for t in tabs)),
-            "auc": auc(tabs, sc),
-            "cpm": c,
-            "froc_sensitivity": sens,
-        }
-    return out
-
-
-def _meta(arch, role, seed, train, test, held, extra=None) -> dict:
+def _meta(arch, role, seed, train, test, held, schedule: Schedule, extra=None) -> dict:
     return {
         "role": role,
         "training": {
             "seed": seed,
-            "schedule": SCHEDULES["teacher" if arch == "teacher" else "student"].__dict__,
+            "schedule": dict(schedule.__dict__),
             "loss": "class-balanced BCE"
             + (f" + {KD_WEIGHT} x response KD (T={TEMPERATURE})" if role == "distilled" else ""),
             "augmentation": "flips z/y/x, 90 degree turns in y-x",
@@ -231,14 +199,24 @@ def _meta(arch, role, seed, train, test, held, extra=None) -> dict:
     }
 
 
-def iter_run(tables: list[CaseTable], out: Path, seeds=(0,), log=print):
+def iter_run(
+    tables: list[CaseTable],
+    out: Path,
+    seeds=(0,),
+    log=print,
+    device: str = "cpu",
+    schedules: dict | None = None,
+    held_out=HELD_OUT_PATIENTS,
+):
     """Teacher (seed ``seeds[0]``), then a baseline and a distilled student per seed; each is
-    scored on the held-out tables and saved under ``out``. Returns the report dict."""
+    scored on the held-out tables and saved under ``out`` with the operating points measured
+    there. Returns the report dict."""
     import torch
 
     from napari_lungkd.models.cnn3d import n_parameters, save_cnn3d
 
-    train, test = split(tables)
+    schedules = {**SCHEDULES, **(schedules or {})}
+    train, test = split(tables, held_out)
     data = PatchSet.of(train)
     log(
         f"train: {len(train)} scans, {int((data.y == 1).sum())} nodule / "
@@ -252,7 +230,9 @@ def iter_run(tables: list[CaseTable], out: Path, seeds=(0,), log=print):
         scores = yield from iter_score_tables(model, test, f"scoring {role} (seed {seed})")
         held = metrics(test, scores)
         path = out / f"{role}_s{seed}.safetensors"
-        save_cnn3d(path, model, arch, _meta(arch, role, seed, train, test, held, extra))
+        meta = _meta(arch, role, seed, train, test, held, schedules[arch], extra)
+        meta.update(default_operating_point(test, scores))
+        save_cnn3d(path, model, arch, meta)
         runs.append(
             {
                 "role": role,
@@ -268,13 +248,15 @@ def iter_run(tables: list[CaseTable], out: Path, seeds=(0,), log=print):
         log(f"{role} seed {seed}: {_short(held)} ({seconds:.0f} s)")
 
     t0 = time.perf_counter()
-    teacher = yield from iter_train("teacher", data, seeds[0])
+    teacher = yield from iter_train("teacher", data, seeds[0], schedules["teacher"], device=device)
     yield from finish(teacher, "teacher", "teacher", seeds[0], time.perf_counter() - t0)
     soft = yield from iter_predict(teacher, data.patches, stage="teacher on training patches")
     for seed in seeds:
         for role, tl in (("baseline", None), ("distilled", soft)):
             t0 = time.perf_counter()
-            student = yield from iter_train("student", data, seed, teacher_logits=tl)
+            student = yield from iter_train(
+                "student", data, seed, schedules["student"], teacher_logits=tl, device=device
+            )
             extra = {"teacher": f"teacher_s{seeds[0]}.safetensors"} if tl is not None else None
             yield from finish(student, "student", role, seed, time.perf_counter() - t0, extra)
     report["runs"] = runs
@@ -302,13 +284,40 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("data/fp_cnn3d"))
     ap.add_argument("--seeds", default="0", help="student seeds, e.g. 0,1,2")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--fold", choices=sorted(FOLDS), default="A", help="held-out patients")
+    ap.add_argument("--steps", default="", help="steps per network, e.g. teacher=2000,student=3000")
+    ap.add_argument("--batch", type=int, default=None, help="patches per step (default 32)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     tables = load_tables(args.cache, args.model)
     if not tables:
         raise SystemExit(f"no candidate tables in {args.cache / args.model}: run fp_data first")
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    run_with_tqdm(iter_run(tables, args.out, seeds, log=lambda s: print(s, flush=True)))
+    schedules = {}
+    for item in filter(None, args.steps.split(",")):
+        arch, _, n = item.partition("=")
+        base = SCHEDULES[arch]
+        schedules[arch] = Schedule(int(n), args.batch or base.batch, base.lr, base.weight_decay)
+    for arch, base in SCHEDULES.items():
+        if args.batch and arch not in schedules:
+            schedules[arch] = Schedule(base.steps, args.batch, base.lr, base.weight_decay)
+    report = run_with_tqdm(
+        iter_run(
+            tables,
+            args.out,
+            seeds,
+            log=lambda s: print(s, flush=True),
+            device=args.device,
+            schedules=schedules,
+            held_out=FOLDS[args.fold],
+        )
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = {k: v for k, v in report.items() if k != "runs"}
+    summary["fold"] = args.fold
+    summary["runs"] = [{k: v for k, v in r.items() if k != "scores"} for r in report["runs"]]
+    (args.out / "report.json").write_text(json.dumps(summary, indent=1))
     return 0
 
 

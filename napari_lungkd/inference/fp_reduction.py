@@ -1,8 +1,9 @@
 """The second stage: score every candidate with the false-positive classifier, keep those at the
 operating point, and make them the nodules (one definition for the table, the mask and the scores).
 
-The classifier of a U-Net model ``<name>`` is the file ``<name>_fp.safetensors`` (a
-:mod:`~napari_lungkd.models.tree_ensemble`), looked up in the user's weights folder, then in the
+The classifier of a U-Net model ``<name>`` is the file ``<name>_fp.safetensors`` (boosted
+trees, :mod:`~napari_lungkd.models.tree_ensemble`, or a 3-D CNN,
+:mod:`~napari_lungkd.inference.patch_classifier`: its header says which), looked up in the user's weights folder, then in the
 package's bundled weights. Its header holds the operating points measured on held-out scans
 (false positives per scan and sensitivity at each score threshold) and the default one.
 
@@ -52,7 +53,34 @@ def load_classifier(model_name: str, choice="auto"):
         path = Path(choice).expanduser()
         if not path.is_file():
             raise WeightsError(f"Classifier file {path} does not exist.")
+    if _file_kind(path) == "cnn3d":
+        from napari_lungkd.inference.patch_classifier import load_patch_classifier
+
+        return load_patch_classifier(path)
     return load_tree_ensemble(path, expected_features=FEATURE_NAMES)
+
+
+def _file_kind(path: Path) -> str | None:
+    """The ``kind`` a classifier file's header claims (trees or 3-D CNN), read without checks:
+    the loader of that kind checks everything and refuses what is not one."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return json.loads((f.metadata() or {}).get("lungkd") or "{}").get("kind")
+    except Exception:  # noqa: BLE001 - unreadable: the tree loader says so in one sentence
+        return None
+
+
+def candidate_scores(classifier, cands: Candidates, hu, spacing_mm) -> np.ndarray:
+    """Nodule probability of each candidate: from its features (trees) or its 3-D patch (CNN)."""
+    if not len(cands):
+        return np.zeros(0)
+    if hasattr(classifier, "score"):
+        return np.asarray(classifier.score(cands, hu, spacing_mm), dtype=np.float64)
+    return classifier.predict_proba(cands.matrix())
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +124,7 @@ def triage(
     threshold) defaults to the classifier's own (about 1 false positive per scan on held-out scans)."""
     kw = {} if candidate_threshold is None else {"threshold": float(candidate_threshold)}
     cands = find_candidates(np.asarray(probability, dtype=np.float32), hu, spacing_mm, **kw)
-    scores = classifier.predict_proba(cands.matrix()) if len(cands) else np.zeros(0)
+    scores = candidate_scores(classifier, cands, hu, spacing_mm)
     thr = float(classifier.default_threshold if operating_point is None else operating_point)
     return Triage(cands, scores, thr, nearest_operating_point(classifier, thr))
 

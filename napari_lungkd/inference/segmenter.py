@@ -284,6 +284,7 @@ class Segmenter:
             classifier=None
             if triaged is None
             else {
+                "kind": self.classifier.metadata.get("kind"),
                 "path": self.classifier.metadata.get("path"),
                 "sha256": self.classifier.metadata.get("file_sha256"),
                 **triaged.to_dict(),

@@ -153,9 +153,11 @@ def predict_logits(model: nn.Module, patches, batch: int = 64) -> np.ndarray:
     """Logits of ``patches`` ``(n, 32, 32, 32)`` HU in eval mode, ``batch`` at a time."""
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     out = []
     for i in range(0, len(patches), batch):
-        out.append(model(torch.as_tensor(np.asarray(patches[i : i + batch]))).float().numpy())
+        x = torch.as_tensor(np.asarray(patches[i : i + batch])).to(device)
+        out.append(model(x).float().cpu().numpy())
     model.train(was)
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 

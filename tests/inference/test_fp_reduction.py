@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tiny_classifier import ct_with_a_vessel, write_tiny_classifier
+from tiny_classifier import ct_with_a_vessel, write_tiny_classifier, write_tiny_cnn_classifier
 from tiny_models import synthetic_ct, tiny_model
 
 from napari_lungkd.errors import ModelError, WeightsError
@@ -77,3 +77,21 @@ def test_bad_classifier_settings_are_one_sentence(tmp_path):
     seg = Segmenter(tiny_model(), device="cpu", classifier=str(tmp_path / "none.safetensors"))
     with pytest.raises(WeightsError, match="does not exist"):
         run_to_end(seg.iter_segment(ct_with_a_vessel()))
+
+
+def test_a_3d_cnn_classifier_file_is_the_second_stage_too(tmp_path):
+    """A cnn3d file given as the classifier scores each candidate's 3-D patch: the ball stays,
+    the tube goes, and the provenance names the kind."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    path = write_tiny_cnn_classifier(tmp_path / "cnn_fp.safetensors")
+    seg = run_to_end(
+        Segmenter(tiny_model(), device="cpu", classifier=str(path)).iter_segment(ct_with_a_vessel())
+    )
+    assert len(seg.triage.candidates) == 2
+    assert seg.provenance.classifier["kind"] == "cnn3d"
+    assert seg.provenance.classifier["n_kept"] == 1 and len(seg.nodules) == 1
+    ball = synthetic_ct(n_slices=12).hu == 120
+    assert seg.mask[ball].min() == 1 and (seg.mask > 0).sum() == ball.sum()
+    scores = sorted(seg.triage.scores)
+    assert scores[0] < 0.5 <= scores[1]

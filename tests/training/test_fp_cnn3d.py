@@ -12,7 +12,8 @@ pytest.importorskip("sklearn")
 from napari_lungkd.models.cnn3d import load_cnn3d  # noqa: E402
 from napari_lungkd.progress import run_to_end  # noqa: E402
 from src_training import fp_cnn3d  # noqa: E402
-from src_training.fp_cnn3d import PatchSet, Schedule, auc, iter_train, split  # noqa: E402
+from src_training.fp_cnn3d import PatchSet, Schedule, iter_train, split  # noqa: E402
+from src_training.fp_cnn3d_scores import auc, held_out_from_files  # noqa: E402
 from src_training.fp_data import CaseTable  # noqa: E402
 from src_training.losses import response_kd  # noqa: E402
 
@@ -134,3 +135,24 @@ def test_run_trains_scores_and_writes_verified_files(tmp_path, monkeypatch):
         assert set(header["metrics"]["held_out"]) == {"phantom", "real anatomy"}
         assert 0.0 <= header["metrics"]["held_out"]["phantom"]["auc"] <= 1.0
     assert report["runs"][0]["params"] > 10 * report["runs"][1]["params"]
+    # the operating points come from the held-out real-anatomy scan, and the file that held a
+    # scan out is the one that scores it in the FP-reduction bench
+    header = load_cnn3d(report["runs"][2]["path"])[1]
+    assert header["operating_points_from"] == ["LIDC-IDRI-0001+ins7000"]
+    assert [o["fp_per_scan"] for o in header["operating_points"]][3] == 1.0
+    assert header["default_threshold"] == header["operating_points"][3]["threshold"]
+    held = held_out_from_files(tabs, [report["runs"][2]["path"]], log=lambda s: None)
+    assert [t.name for t in held.tables] == ["phantom-5012", "LIDC-IDRI-0001+ins7000"]
+    assert np.allclose(held.scores[1], report["runs"][2]["scores"][1])
+
+
+def test_fold_b_holds_out_the_unet_training_hosts():
+    rng = np.random.default_rng(3)
+    tabs = [
+        table("elastix_baseline", "elastix", "real", *shapes(2, rng)),
+        table("LIDC-IDRI-0001", "LIDC-IDRI-0001", "real", *shapes(2, rng)),
+        table("LUNG1-001", "LUNG1-001", "real", *shapes(2, rng), trainable=False),
+    ]
+    train, test = split(tabs, fp_cnn3d.FOLDS["B"])
+    assert [t.name for t in train] == ["LIDC-IDRI-0001"]
+    assert [t.name for t in test] == ["elastix_baseline"]
