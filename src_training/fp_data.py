@@ -46,15 +46,13 @@ class CaseTable:
         """1 hit, 0 false positive, -1 left out."""
         return np.where(self.ref_hit >= 0, 1, np.where(self.ignored, -1, 0))
 
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
-            features=self.features,
-            ref_hit=self.ref_hit,
-            ignored=self.ignored,
-            meta=np.array(
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What :meth:`save` writes (and :meth:`load` reads back)."""
+        out = {
+            "features": self.features,
+            "ref_hit": self.ref_hit,
+            "ignored": self.ignored,
+            "meta": np.array(
                 [
                     self.name,
                     self.patient,
@@ -63,15 +61,24 @@ class CaseTable:
                     str(self.n_references),
                 ]
             ),
-            feature_names=np.array(FEATURE_NAMES),
-            seconds=np.array([self.seconds.get(k, 0.0) for k in ("model", "candidates")]),
-            **({} if self.centres is None else {"centres": self.centres}),
-            **({} if self.patches is None else {"patches": self.patches}),
-        )
+            "feature_names": np.array(FEATURE_NAMES),
+            "seconds": np.array([self.seconds.get(k, 0.0) for k in ("model", "candidates")]),
+        }
+        if self.centres is not None:
+            out["centres"] = self.centres
+        if self.patches is not None:
+            out["patches"] = self.patches
+        return out
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **self.arrays())
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> CaseTable:
+    def load(cls, path) -> CaseTable:
+        """The table saved at ``path`` (a file name or a binary file object)."""
         with np.load(path) as z:
             if tuple(z["feature_names"]) != FEATURE_NAMES:
                 raise ValueError(f"{path} holds other features than this version computes")
@@ -128,12 +135,18 @@ def _candidates(segmenter, ct, keep=None):
     return cands, scored, {"model": t1 - t0, "candidates": t2 - t1}
 
 
-def phantom_table(segmenter, seed: int, size: int = 512) -> CaseTable:
+def phantom_case(seed: int, size: int = 512):
+    """The phantom of classifier case ``seed`` (80-160 slices: slice spacing about 4 to 2 mm;
+    3-6 nodules), the same every time it is made."""
     from napari_lungkd.phantom import make_phantom
+
+    return make_phantom(seed, size=size, n_slices=80 + (seed % 5) * 20, n_nodules=3 + seed % 4)
+
+
+def phantom_table(segmenter, seed: int, size: int = 512) -> CaseTable:
     from napari_lungkd.scoring.hits import Reference, ScanCase
 
-    n_slices = 80 + (seed % 5) * 20  # 80-160 slices: slice spacing about 4 to 2 mm
-    p = make_phantom(seed, size=size, n_slices=n_slices, n_nodules=3 + seed % 4)  # 3-6 nodules
+    p = phantom_case(seed, size)
     ct = p.to_ct()
     cands, scored, sec = _candidates(segmenter, ct)
     refs = tuple(
