@@ -3,6 +3,8 @@ distillation, and the end-to-end run writing verified files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -144,6 +146,17 @@ def test_run_trains_scores_and_writes_verified_files(tmp_path, monkeypatch):
     held = held_out_from_files(tabs, [report["runs"][2]["path"]], log=lambda s: None)
     assert [t.name for t in held.tables] == ["phantom-5012", "LIDC-IDRI-0001+ins7000"]
     assert np.allclose(held.scores[1], report["runs"][2]["scores"][1])
+    # the same network re-stamped with the operating points of other candidate tables
+    from src_training.fp_calibrate import calibrate
+
+    other = [tabs[0], tabs[1], table(tabs[2].name, tabs[2].patient, "inserted", *shapes(6, rng))]
+    points = calibrate(
+        Path(report["runs"][2]["path"]), other, tmp_path / "t_fp.safetensors", "teacher"
+    )
+    model, cal = load_cnn3d(tmp_path / "t_fp.safetensors")
+    assert cal["default_threshold"] == points["default_threshold"]
+    assert cal["training"]["unet_operating_points"] == "teacher"
+    assert cal["tensors_sha256"] == header["tensors_sha256"]  # the same network
 
 
 def test_fold_b_holds_out_the_unet_training_hosts():
