@@ -112,11 +112,16 @@ class Segmenter:
 
     @property
     def classifier(self):
-        """The false-positive classifier the settings name (read once), or None."""
+        """The false-positive classifier the settings name (read once), or None. ``"auto"`` finds
+        the model's own (``<name>_fp.safetensors``) only for weights read from a file: random
+        weights or a module given in memory are not the U-Net any classifier was trained behind."""
         if not self._classifier_loaded:
             from napari_lungkd.inference.fp_reduction import load_classifier
 
-            self._classifier = load_classifier(self.name, self.settings.classifier)
+            choice = self.settings.classifier
+            if choice == "auto" and self.weights_sha256 is None:
+                choice = "off"
+            self._classifier = load_classifier(self.name, choice)
             self._classifier_loaded = True
         return self._classifier
 
