@@ -18,21 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from napari_lungkd.models.tree_ensemble import OperatingPoints
+
 
 @dataclass(frozen=True, eq=False)
-class PatchClassifier:
+class PatchClassifier(OperatingPoints):
     """A loaded 3-D CNN classifier (eval mode) and its checked header."""
 
     model: object  # napari_lungkd.models.cnn3d.PatchNet3d
     metadata: dict
-
-    @property
-    def default_threshold(self) -> float:
-        return float(self.metadata.get("default_threshold", 0.5))
-
-    @property
-    def operating_points(self) -> list[dict]:
-        return list(self.metadata.get("operating_points", []))
 
     @property
     def kind(self) -> str:

@@ -113,13 +113,15 @@ class Segmenter:
     @property
     def classifier(self):
         """The false-positive classifier the settings name (read once), or None. ``"auto"`` finds
-        the model's own (``<name>_fp.safetensors``) only for weights read from a file: random
-        weights or a module given in memory are not the U-Net any classifier was trained behind."""
+        the model's own (``<name>_fp.safetensors``) only behind the model's own weights (bundled,
+        or in the user's weights folder): weights named explicitly (a file, ``"random"``) or a
+        module given in memory are not the U-Net that classifier was trained and calibrated behind,
+        so they get none unless one is named."""
         if not self._classifier_loaded:
             from napari_lungkd.inference.fp_reduction import load_classifier
 
             choice = self.settings.classifier
-            if choice == "auto" and self.weights_sha256 is None:
+            if choice == "auto" and (self._weights is not None or self._model_name is None):
                 choice = "off"
             self._classifier = load_classifier(self.name, choice)
             self._classifier_loaded = True

@@ -55,8 +55,23 @@ def header_sha256(header: dict) -> str:
     ).hexdigest()
 
 
+class OperatingPoints:
+    """What every classifier file states in its header (``metadata``): the held-out operating
+    points and the default one."""
+
+    metadata: dict
+
+    @property
+    def default_threshold(self) -> float:
+        return float(self.metadata.get("default_threshold", 0.5))
+
+    @property
+    def operating_points(self) -> list[dict]:
+        return list(self.metadata.get("operating_points", []))
+
+
 @dataclass(frozen=True, eq=False)
-class TreeEnsemble:
+class TreeEnsemble(OperatingPoints):
     """Boosted binary-classification trees as flat node arrays (all trees share one index space)."""
 
     feature: np.ndarray  # int32 (n_nodes,): feature index tested at each split node
@@ -77,14 +92,6 @@ class TreeEnsemble:
     @property
     def n_trees(self) -> int:
         return int(len(self.roots))
-
-    @property
-    def default_threshold(self) -> float:
-        return float(self.metadata.get("default_threshold", 0.5))
-
-    @property
-    def operating_points(self) -> list[dict]:
-        return list(self.metadata.get("operating_points", []))
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
