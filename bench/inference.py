@@ -11,7 +11,8 @@ before writing files, in a fresh process (library imports and, on a GPU, CUDA st
 Python's own start-up and `import torch` are not). "Warm" repeats load_ct + segment with the model
 already loaded, as the viewer does from the second CT on. "Candidate stage" is the false-positive
 stage's candidate finding (3-D components of the probability with their features,
-``inference.candidates.find_candidates``) timed on its own, and its share of the CT's time. With ``--device cuda`` a second table
+``inference.candidates.find_candidates``) plus the model's own bundled classifier scoring them
+(``inference.fp_reduction.candidate_scores``), timed on their own, and their share of the CT's time. With ``--device cuda`` a second table
 gives the network alone: slices/s with the inputs already on the GPU, synchronised timing.
 
 The weights are random by default (the network's time does not depend on their values; the
@@ -152,6 +153,14 @@ def worker(args) -> dict:
     cands = find_candidates(seg.probability, ct.hu, ct.spacing_mm)
     out["candidates_s"] = round(time.perf_counter() - t, 3)
     out["candidates_n"] = len(cands.items)
+    # its second step: the model's own bundled classifier scores every candidate (3-D patches)
+    from napari_lungkd.inference.fp_reduction import candidate_scores, load_classifier
+
+    clf = load_classifier(args.model)
+    if clf is not None:
+        t = time.perf_counter()
+        candidate_scores(clf, cands, ct.hu, ct.spacing_mm)
+        out["classifier_s"] = round(time.perf_counter() - t, 3)
     if seg2.provenance.device.startswith("cuda"):
         out.update(model_only(loaded, seg2.provenance.device, args.batch_size))
         out["gpu"] = torch.cuda.get_device_name(0)
@@ -219,7 +228,11 @@ def run_one(model: str, path: str, args, mask_file: Path) -> dict:
 def _candidate_cell(r: dict, key: str) -> str:
     if r.get("candidates_s") is None:
         return ""
-    return f"{r['candidates_s']:.2f} ({100 * r['candidates_s'] / max(r[key], 1e-9):.0f} %, {r['candidates_n']} candidates)"
+    stage = r["candidates_s"] + r.get("classifier_s", 0.0)
+    parts = f"{r['candidates_s']:.2f}" + (
+        f" + {r['classifier_s']:.2f} classifier" if "classifier_s" in r else ""
+    )
+    return f"{parts} ({100 * stage / max(r[key], 1e-9):.0f} %, {r['candidates_n']} candidates)"
 
 
 def table(rows: list[dict], quick: int | None) -> str:

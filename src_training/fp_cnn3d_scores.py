@@ -79,9 +79,15 @@ def default_operating_point(tables: list[CaseTable], scores: list[np.ndarray]) -
     }
 
 
+def _held_out(split: dict, table: CaseTable) -> bool:
+    """Whether a classifier with this ``data_split`` never saw ``table``'s patient (so also a copy
+    with nodules inserted after it was trained)."""
+    return table.patient in split["held_out_patients"] and table.name not in split["train_cases"]
+
+
 def held_out_from_files(tables: list[CaseTable], paths, log=print):
-    """Each table scored by the first 3-D classifier file of ``paths`` that held its case out
-    (its header's ``data_split.held_out_cases``; e.g. the same role from ``--fold A`` and
+    """Each table scored by the first 3-D classifier file of ``paths`` that held its patient out
+    (its header's ``data_split.held_out_patients``; e.g. the same role from ``--fold A`` and
     ``--fold B``); tables no file held out are left out. A
     :class:`~src_training.fp_classifier.HeldOut` for the FP-reduction bench."""
     from napari_lungkd.inference.patch_classifier import load_patch_classifier
@@ -90,7 +96,7 @@ def held_out_from_files(tables: list[CaseTable], paths, log=print):
     clfs = [load_patch_classifier(p) for p in paths]
     order, scores, without = [], [], {}
     for t in tables:
-        clf = next((c for c in clfs if t.name in c.metadata["data_split"]["held_out_cases"]), None)
+        clf = next((c for c in clfs if _held_out(c.metadata["data_split"], t)), None)
         if clf is None:
             continue
         order.append(t)

@@ -143,8 +143,14 @@ def test_run_trains_scores_and_writes_verified_files(tmp_path, monkeypatch):
     assert header["operating_points_from"] == ["LIDC-IDRI-0001+ins7000"]
     assert [o["fp_per_scan"] for o in header["operating_points"]][3] == 1.0
     assert header["default_threshold"] == header["operating_points"][3]["threshold"]
-    held = held_out_from_files(tabs, [report["runs"][2]["path"]], log=lambda s: None)
-    assert [t.name for t in held.tables] == ["phantom-5012", "LIDC-IDRI-0001+ins7000"]
+    later = table("LIDC-IDRI-0001+ins7009", "LIDC-IDRI-0001", "inserted", *shapes(2, rng))
+    held = held_out_from_files([*tabs, later], [report["runs"][2]["path"]], log=lambda s: None)
+    # a copy made after training is held out too: its patient never trained
+    assert [t.name for t in held.tables] == [
+        "phantom-5012",
+        "LIDC-IDRI-0001+ins7000",
+        "LIDC-IDRI-0001+ins7009",
+    ]
     assert np.allclose(held.scores[1], report["runs"][2]["scores"][1])
     # the same network re-stamped with the operating points of other candidate tables
     from src_training.fp_calibrate import calibrate
