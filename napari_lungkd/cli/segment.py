@@ -178,6 +178,12 @@ def weights_lines(segmenters: dict) -> dict[str, str]:
             lines[name] = describe_metadata(
                 name, loaded.metadata, loaded.weights_sha256, where_label(loaded.weights_path)
             )
+        if segmenter.classifier is not None:
+            from napari_lungkd.inference.fp_reduction import describe_classifier
+
+            lines[name] += (
+                f"; false-positive classifier: {describe_classifier(segmenter.classifier)}"
+            )
     return lines
 
 

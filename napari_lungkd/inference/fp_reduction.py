@@ -117,6 +117,26 @@ def nearest_operating_point(classifier, threshold: float) -> dict | None:
     return {k: best[k] for k in ("fp_per_scan", "sensitivity", "threshold") if k in best}
 
 
+def describe_classifier(classifier) -> str:
+    """One line for a user: which classifier runs and what its default operating point gave on the
+    scans it was measured on (held out)."""
+    meta = classifier.metadata
+    kind = "3-D CNN" if meta.get("kind") == "cnn3d" else "boosted trees"
+    if meta.get("role"):
+        kind += f" ({meta['role']})"
+    name = Path(str(meta.get("path", ""))).name
+    sha = str(meta.get("file_sha256") or "")[:12]
+    thr = classifier.default_threshold
+    text = f"{kind} {name} {sha}, operating point {thr:.3f}".replace("  ", " ")
+    op = nearest_operating_point(classifier, thr)
+    if op and "sensitivity" in op:
+        text += (
+            f" (~{op['fp_per_scan']:g} false positive per scan, sensitivity "
+            f"{op['sensitivity']:.2f} on its held-out scans)"
+        )
+    return text
+
+
 def triage(
     probability, hu, spacing_mm, classifier, operating_point=None, candidate_threshold=None
 ) -> Triage:

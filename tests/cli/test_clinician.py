@@ -215,9 +215,14 @@ def test_lidc0001_count_printed_csv_rows_mask_labels_and_scored_components_agree
         assert int(row["n_voxels"]) == int((mask == int(row["label"])).sum())
     assert f"{scored} nodules scored" in printed
     assert "varied phantoms" in report["models"]["student"]["weights"]
-    # the nodule is one row. The student of issue 15 marks one slice of it (314 of the readers'
-    # 6,709 mm3: Dice 0.08, flagged "1 slice") and 10 false nodules (the weights before it: 150,
-    # and 2,752 mm3 of the nodule in two pieces)
+    # the bundled second stage runs and says which and where its default point stands
+    assert (
+        "false-positive classifier: 3-D CNN (distilled) student_fp.safetensors"
+        in report["models"]["student"]["weights"]
+    )
+    # the nodule is one row. The student U-Net of issue 15 outlines a few slices of it (of the
+    # readers' 6,709 mm3) among 14 candidates; the distilled 3-D classifier keeps it and one false
+    # nodule (the U-Net alone: 10 false nodules; the weights before it: 150)
     from napari_lungkd.io import load_ct
     from napari_lungkd.lidc import annotate
 
@@ -229,4 +234,4 @@ def test_lidc0001_count_printed_csv_rows_mask_labels_and_scored_components_agree
     consensus_mm3 = float(consensus.sum() * np.prod(ct.spacing_mm))
     assert 100 < float(row["volume_mm3"]) < consensus_mm3
     les = report["scores"]["student"]["lesions"]
-    assert (les["tp"], les["fn"], les["fp"]) == (1, 0, scored - 1) and scored < 30
+    assert (les["tp"], les["fn"], les["fp"]) == (1, 0, scored - 1) and scored <= 3

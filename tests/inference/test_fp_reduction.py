@@ -95,3 +95,8 @@ def test_a_3d_cnn_classifier_file_is_the_second_stage_too(tmp_path):
     assert seg.mask[ball].min() == 1 and (seg.mask > 0).sum() == ball.sum()
     scores = sorted(seg.triage.scores)
     assert scores[0] < 0.5 <= scores[1]
+    from napari_lungkd.inference.fp_reduction import describe_classifier, load_classifier
+
+    line = describe_classifier(load_classifier("student", str(path)))
+    assert line.startswith("3-D CNN (baseline) cnn_fp.safetensors ")
+    assert "operating point 0.500 (~1 false positive per scan, sensitivity 0.90" in line
