@@ -207,10 +207,12 @@ def iter_run(
     device: str = "cpu",
     schedules: dict | None = None,
     held_out=HELD_OUT_PATIENTS,
+    teacher_file: Path | None = None,
+    roles=("baseline", "distilled"),
 ):
-    """Teacher (seed ``seeds[0]``), then a baseline and a distilled student per seed; each is
-    scored on the held-out tables and saved under ``out`` with the operating points measured
-    there. Returns the report dict."""
+    """Teacher (seed ``seeds[0]``; or the one in ``teacher_file``, which must not have trained on
+    a held-out patient), then the student ``roles`` per seed; each is scored on the held-out
+    tables and saved under ``out`` with the operating points measured there. Returns the report."""
     import torch
 
     from napari_lungkd.models.cnn3d import n_parameters, save_cnn3d
@@ -247,17 +249,34 @@ def iter_run(
         )
         log(f"{role} seed {seed}: {_short(held)} ({seconds:.0f} s)")
 
-    t0 = time.perf_counter()
-    teacher = yield from iter_train("teacher", data, seeds[0], schedules["teacher"], device=device)
-    yield from finish(teacher, "teacher", "teacher", seeds[0], time.perf_counter() - t0)
-    soft = yield from iter_predict(teacher, data.patches, stage="teacher on training patches")
+    if teacher_file is None:
+        t0 = time.perf_counter()
+        teacher = yield from iter_train(
+            "teacher", data, seeds[0], schedules["teacher"], device=device
+        )
+        yield from finish(teacher, "teacher", "teacher", seeds[0], time.perf_counter() - t0)
+        teacher_name = f"teacher_s{seeds[0]}.safetensors"
+    else:
+        from napari_lungkd.models.cnn3d import load_cnn3d
+
+        teacher, header = load_cnn3d(teacher_file)
+        seen = {t.patient for t in test} & set(header["data_split"]["held_out_patients"])
+        if seen != {t.patient for t in test}:
+            raise ValueError(f"{teacher_file} trained on held-out patients of this run")
+        teacher, teacher_name = teacher.to(device), str(teacher_file)
+        report["teacher_file"] = teacher_name
+    soft = None
+    if "distilled" in roles:
+        soft = yield from iter_predict(teacher, data.patches, stage="teacher on training patches")
     for seed in seeds:
         for role, tl in (("baseline", None), ("distilled", soft)):
+            if role not in roles:
+                continue
             t0 = time.perf_counter()
             student = yield from iter_train(
                 "student", data, seed, schedules["student"], teacher_logits=tl, device=device
             )
-            extra = {"teacher": f"teacher_s{seeds[0]}.safetensors"} if tl is not None else None
+            extra = {"teacher": teacher_name} if tl is not None else None
             yield from finish(student, "student", role, seed, time.perf_counter() - t0, extra)
     report["runs"] = runs
     return report
@@ -288,6 +307,15 @@ def main(argv=None) -> int:
     ap.add_argument("--fold", choices=sorted(FOLDS), default="A", help="held-out patients")
     ap.add_argument("--steps", default="", help="steps per network, e.g. teacher=2000,student=3000")
     ap.add_argument("--batch", type=int, default=None, help="patches per step (default 32)")
+    ap.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="distil from this 3-D teacher file, not a new one",
+    )
+    ap.add_argument(
+        "--roles", default="baseline,distilled", help="which students to train per seed"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     tables = load_tables(args.cache, args.model)
@@ -311,6 +339,8 @@ def main(argv=None) -> int:
             device=args.device,
             schedules=schedules,
             held_out=FOLDS[args.fold],
+            teacher_file=args.teacher,
+            roles=tuple(args.roles.split(",")),
         )
     )
     args.out.mkdir(parents=True, exist_ok=True)

@@ -163,6 +163,20 @@ def test_run_trains_scores_and_writes_verified_files(tmp_path, monkeypatch):
     assert cal["default_threshold"] == points["default_threshold"]
     assert cal["training"]["unet_operating_points"] == "teacher"
     assert cal["tensors_sha256"] == header["tensors_sha256"]  # the same network
+    # more students distilled from that teacher file, no new teacher
+    teacher_path = report["runs"][0]["path"]
+    more = run_to_end(
+        fp_cnn3d.iter_run(
+            tabs,
+            tmp_path / "more",
+            (1,),
+            lambda s: None,
+            teacher_file=teacher_path,
+            roles=("distilled",),
+        )
+    )
+    assert [(r["role"], r["seed"]) for r in more["runs"]] == [("distilled", 1)]
+    assert load_cnn3d(more["runs"][0]["path"])[1]["training"]["teacher"] == str(teacher_path)
 
 
 def test_fold_b_holds_out_the_unet_training_hosts():
