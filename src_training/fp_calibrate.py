@@ -9,7 +9,9 @@ makes (the teacher U-Net makes four times as many as the student). This scores t
 of ``--model`` for the scans the classifier held out (its header's ``data_split``; the classifier
 never trained on those patients), measures the operating points there
 (:func:`~src_training.fp_cnn3d_scores.default_operating_point`) and writes the same network with
-those points as a new verified file; the header says which tables they came from.
+those points as a new verified file; the header says which tables they came from. With
+``--scored-by`` (the files of both folds) every trainable real patient is scored by the fold that
+held it out, and the points are those of them all (what ``bench/fp_reduction.py --cnn`` uses).
 """
 
 from __future__ import annotations
@@ -18,19 +20,25 @@ import argparse
 from pathlib import Path
 
 
-def calibrate(classifier: Path, tables, out: Path, unet: str) -> dict:
+def calibrate(classifier: Path, tables, out: Path, unet: str, scored_by=None) -> dict:
+    """Write ``classifier`` to ``out`` with the operating points of ``tables`` (each scored by the
+    file of ``scored_by``, default ``[classifier]``, that held its patient out)."""
     from napari_lungkd.errors import TrainingError
     from napari_lungkd.models.cnn3d import load_cnn3d, save_cnn3d
     from src_training.fp_cnn3d_scores import default_operating_point, held_out_from_files
 
-    held = held_out_from_files(tables, [classifier], log=lambda s: None)
+    held = held_out_from_files(tables, scored_by or [classifier], log=lambda s: None)
     points = default_operating_point(held.tables, held.scores)
     if not points:
         raise TrainingError(f"No held-out scan of {classifier} holds a nodule among these tables.")
     model, header = load_cnn3d(classifier)
     keep = ("role", "training", "data_split", "metrics")
     meta = {k: header[k] for k in keep if k in header}
-    meta["training"] = {**meta.get("training", {}), "unet_operating_points": unet}
+    meta["training"] = {
+        **meta.get("training", {}),
+        "unet_operating_points": unet,
+        "operating_points_scored_by": [Path(p).name for p in (scored_by or [classifier])],
+    }
     meta.update(points)
     save_cnn3d(out, model, header["arch"], meta)
     return points
@@ -44,8 +52,17 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("data/fp_cache_new"))
     ap.add_argument("--model", default="teacher", help="the U-Net whose candidates calibrate")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--scored-by",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="score each scan by the file of these that held it out (e.g. the fold A and fold B "
+        "files: the points of every trainable real patient, cross-validated); default: the classifier",
+    )
     args = ap.parse_args(argv)
-    points = calibrate(args.classifier, load_tables(args.cache, args.model), args.out, args.model)
+    tables = load_tables(args.cache, args.model)
+    points = calibrate(args.classifier, tables, args.out, args.model, args.scored_by)
     args.out.chmod(0o644)
     one = next(o for o in points["operating_points"] if o["fp_per_scan"] == 1.0)
     print(

@@ -60,12 +60,13 @@ def metrics(tables: list[CaseTable], scores: list[np.ndarray]) -> dict:
 
 
 def default_operating_point(tables: list[CaseTable], scores: list[np.ndarray]) -> dict:
-    """The operating points of ``scores`` on the held-out real-anatomy scans that hold nodules
-    (real chests and their copies with inserted nodules; the phantoms where there are none) and
-    the default: the threshold at :data:`~src_training.fp_classifier.TARGET_FP_PER_SCAN`."""
+    """The operating points of ``scores`` on the held-out real-anatomy scans that may train
+    (real chests and their copies with inserted nodules; the CC BY-NC scans never set anything;
+    the phantoms where none hold a nodule) and the default: the threshold at
+    :data:`~src_training.fp_classifier.TARGET_FP_PER_SCAN`, as for the boosted trees."""
     from src_training.fp_classifier import TARGET_FP_PER_SCAN, operating_points
 
-    idx = [i for i, t in enumerate(tables) if t.kind in GROUPS["real anatomy"]]
+    idx = [i for i, t in enumerate(tables) if t.kind in GROUPS["real anatomy"] and t.trainable]
     if not sum(tables[i].n_references for i in idx):
         idx = list(range(len(tables)))
     if not idx or not sum(tables[i].n_references for i in idx):

@@ -25,11 +25,16 @@ def test_each_pipeline_finds_its_own_checked_classifier(model, role, arch):
     assert rates == [0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
     one = clf.operating_points[3]
     assert 0.0 < clf.default_threshold == one["threshold"] < 1.0
-    # fold A: the chests no U-Net saw are held out, and the operating points come from them
+    # fold A: the chests no U-Net saw are held out; the operating points come from every trainable
+    # real chest (and its inserted copies), each scored by the fold file that held it out
     held = set(meta["data_split"]["held_out_patients"])
     assert {"LIDC-IDRI-0001", "C3N-00247", "LUNG1-001", "IBSI_ct_phantom"} <= held
     assert not held & {t.split("+")[0] for t in meta["data_split"]["train_cases"]}
-    assert all(n.split("+")[0] in held for n in meta["operating_points_from"])
+    assert len(meta["training"]["operating_points_scored_by"]) == 2
+    sources = {n.split("+")[0] for n in meta["operating_points_from"]}
+    assert "LIDC-IDRI-0001" in sources and "pyradiomics_lung2" in sources
+    assert not sources & {"LUNG1-001", "IBSI_ct_phantom"}  # CC BY-NC: never set anything
+    assert not any(n.startswith("phantom") for n in sources)
     assert load_classifier(model, "off") is None
 
 
