@@ -1,11 +1,14 @@
 """False positives per scan before and after the false-positive classifier, scored held out by patient.
 
     .venv/bin/python bench/fp_reduction.py [--cache data/fp_cache] [--model student] [--plot docs/froc_fp.png]
+    .venv/bin/python bench/fp_reduction.py --cnn FOLD_A.safetensors FOLD_B.safetensors   # 3-D CNNs
 
 Needs the candidate tables of ``python -m src_training.fp_data`` (the U-Net run once per case).
-Every real patient is scored by a classifier trained without that patient (its scans with
+With boosted trees (the default) every real patient is scored by a classifier trained without
+that patient (its scans with
 inserted nodules included), every phantom by one trained on the other half of the phantoms; the
-CC BY-NC scans (LUNG1-001, IBSI_ct_phantom) never train. Prints, per scan: candidates, the
+CC BY-NC scans (LUNG1-001, IBSI_ct_phantom) never train. With ``--cnn`` each scan is scored by the 3-D
+classifier file (of ``src_training.fp_cnn3d --fold A`` / ``B``) that held its patient out. Prints, per scan: candidates, the
 U-Net's own false marks (candidates reaching its 0.5 mask threshold, off every marked lesion),
 false positives left at the operating point (~1 FP/scan on the trainable real-anatomy scans), and
 nodules found before / after / in all; then the pooled FROC and CPM with 95 % bootstrap intervals
