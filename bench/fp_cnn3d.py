@@ -139,8 +139,9 @@ def main(argv=None) -> int:
     import torch
 
     from napari_lungkd.progress import run_with_tqdm
-    from src_training.fp_cnn3d import iter_run, load_tables
+    from src_training.fp_cnn3d import iter_run
     from src_training.fp_cnn3d_scores import GROUPS
+    from src_training.fp_data import load_tables
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=REPO / "data" / "fp_cache_new")

@@ -31,12 +31,12 @@ def main(argv=None) -> int:
     from napari_lungkd.scoring.froc import froc
     from src_training.fp_classifier import (
         TARGET_FP_PER_SCAN,
+        default_operating_point,
         held_out_scores,
-        operating_points,
         scan_rows,
         scan_scores,
     )
-    from src_training.fp_data import CaseTable
+    from src_training.fp_data import load_tables
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, default=REPO / "data" / "fp_cache")
@@ -52,15 +52,12 @@ def main(argv=None) -> int:
         "held it out: e.g. distilled_s0.safetensors of --fold A and of --fold B)",
     )
     args = ap.parse_args(argv)
-    paths = sorted(
-        p for p in (args.cache / args.model).glob("*.npz") if not p.name.endswith(".tmp.npz")
-    )
-    if not paths:
+    tables = load_tables(args.cache, args.model)
+    if not tables:
         print(
             f"no candidate tables in {args.cache / args.model}: run python -m src_training.fp_data first"
         )
         return 2
-    tables = [CaseTable.load(p) for p in paths]
     if args.cnn:
         from src_training.fp_cnn3d_scores import held_out_from_files
 
@@ -69,9 +66,7 @@ def main(argv=None) -> int:
     else:
         held = held_out_scores(tables, log=lambda s: None)
         scorer = "boosted trees, trained once per held-out patient"
-    train_idx = [i for i, t in enumerate(held.tables) if t.trainable and t.kind != "phantom"]
-    ops = operating_points([held.tables[i] for i in train_idx], [held.scores[i] for i in train_idx])
-    thr = next(o for o in ops if o["fp_per_scan"] == TARGET_FP_PER_SCAN)["threshold"]
+    thr = default_operating_point(held.tables, held.scores)["default_threshold"]
     rows = scan_rows(held, thr)
     print(
         f"machine: {platform.machine()}, {platform.system()}; model: {args.model}; cases: {len(tables)}"

@@ -90,7 +90,6 @@ def atomic_path(path, overwrite: bool = True, verify: Verify | None = None) -> I
         raise
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
     try:
         try:
             yield tmp_path
@@ -99,6 +98,9 @@ def atomic_path(path, overwrite: bool = True, verify: Verify | None = None) -> I
                 raise incomplete_write(path, exc.strerror or str(exc)) from None
             raise
         _check_written(path, tmp_path, verify)
+        # mkstemp makes 0600, and a writer may make the file anew (safetensors does): give what
+        # was written the usual mode, as a plain open() would
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         if not overwrite and path.exists():
             raise FileExistsError(f"{path} already exists")
         os.replace(tmp_path, path)

@@ -8,7 +8,7 @@ false positives per scan a score threshold lets through depends on how many cand
 makes (the teacher U-Net makes four times as many as the student). This scores the candidate tables
 of ``--model`` for the scans the classifier held out (its header's ``data_split``; the classifier
 never trained on those patients), measures the operating points there
-(:func:`~src_training.fp_cnn3d_scores.default_operating_point`) and writes the same network with
+(:func:`~src_training.fp_classifier.default_operating_point`) and writes the same network with
 those points as a new verified file; the header says which tables they came from. With
 ``--scored-by`` (the files of both folds) every trainable real patient is scored by the fold that
 held it out, and the points are those of them all (what ``bench/fp_reduction.py --cnn`` uses).
@@ -25,7 +25,8 @@ def calibrate(classifier: Path, tables, out: Path, unet: str, scored_by=None) ->
     file of ``scored_by``, default ``[classifier]``, that held its patient out)."""
     from napari_lungkd.errors import TrainingError
     from napari_lungkd.models.cnn3d import load_cnn3d, save_cnn3d
-    from src_training.fp_cnn3d_scores import default_operating_point, held_out_from_files
+    from src_training.fp_classifier import default_operating_point
+    from src_training.fp_cnn3d_scores import held_out_from_files
 
     held = held_out_from_files(tables, scored_by or [classifier], log=lambda s: None)
     points = default_operating_point(held.tables, held.scores)
@@ -45,7 +46,7 @@ def calibrate(classifier: Path, tables, out: Path, unet: str, scored_by=None) ->
 
 
 def main(argv=None) -> int:
-    from src_training.fp_cnn3d import load_tables
+    from src_training.fp_data import load_tables
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classifier", type=Path, required=True)
@@ -63,7 +64,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     tables = load_tables(args.cache, args.model)
     points = calibrate(args.classifier, tables, args.out, args.model, args.scored_by)
-    args.out.chmod(0o644)
     one = next(o for o in points["operating_points"] if o["fp_per_scan"] == 1.0)
     print(
         f"wrote {args.out}: default threshold {points['default_threshold']:.3f} "

@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_lungkd.inference.candidate_features import FEATURE_NAMES
 from napari_lungkd.scoring.froc import LUNA16_FP_RATES, froc_curve
-from src_training.fp_data import CaseTable
+from src_training.fp_data import CaseTable, load_tables
 
 PARAMS = dict(
     max_iter=300, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=10, l2_regularization=1.0
@@ -89,6 +89,27 @@ def operating_points(tables, scores, rates=LUNA16_FP_RATES) -> list[dict]:
             }
         )
     return out
+
+
+def default_operating_point(tables, scores) -> dict:
+    """The operating points of ``scores`` on the held-out real-anatomy scans that may train (real
+    chests and their copies with inserted nodules: false positives per scan on real CT; the CC
+    BY-NC scans never set anything; the phantoms where none of those hold a nodule) and the
+    default: the threshold at :data:`TARGET_FP_PER_SCAN`. The one rule for every classifier file
+    and for ``bench/fp_reduction.py``; ``{}`` where no scan holds a nodule."""
+    idx = [i for i, t in enumerate(tables) if t.kind != "phantom" and t.trainable]
+    if not sum(tables[i].n_references for i in idx):
+        idx = list(range(len(tables)))
+    if not idx or not sum(tables[i].n_references for i in idx):
+        return {}
+    ops = operating_points([tables[i] for i in idx], [scores[i] for i in idx])
+    return {
+        "default_threshold": next(o for o in ops if o["fp_per_scan"] == TARGET_FP_PER_SCAN)[
+            "threshold"
+        ],
+        "operating_points": ops,
+        "operating_points_from": [tables[i].name for i in idx],
+    }
 
 
 @dataclass
@@ -224,11 +245,8 @@ def train_and_export(tables: list[CaseTable], out: Path, seed: int = 0, log=prin
     from napari_lungkd.models.tree_ensemble import from_sklearn, save_tree_ensemble
 
     held = held_out_scores(tables, seed, log)
-    # the operating point from the out-of-patient scores of the real-anatomy scans that may train
-    # (real chests, and real chests with inserted nodules): false positives per scan on real CT
-    train_idx = [i for i, t in enumerate(held.tables) if t.trainable and t.kind != "phantom"]
-    ops = operating_points([held.tables[i] for i in train_idx], [held.scores[i] for i in train_idx])
-    default = next(o for o in ops if o["fp_per_scan"] == TARGET_FP_PER_SCAN)["threshold"]
+    points = default_operating_point(held.tables, held.scores)  # out-of-patient scores
+    default, ops = points["default_threshold"], points["operating_points"]
     report = {
         "default_threshold": default,
         "operating_points": ops,
@@ -268,11 +286,7 @@ def main(argv=None) -> int:
     ap.add_argument("--report", type=Path, default=None, help="write the held-out report as JSON")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    tables = [
-        CaseTable.load(p)
-        for p in sorted((args.cache / args.model).glob("*.npz"))
-        if not p.name.endswith(".tmp.npz")
-    ]
+    tables = load_tables(args.cache, args.model)
     if not tables:
         raise SystemExit(
             f"no candidate tables in {args.cache / args.model}: run python -m src_training.fp_data first"

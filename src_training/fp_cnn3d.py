@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_lungkd.progress import Progress, run_with_tqdm
-from src_training.fp_cnn3d_scores import default_operating_point, metrics
-from src_training.fp_data import PHANTOM_SEED_BASE, CaseTable
+from src_training.fp_classifier import default_operating_point
+from src_training.fp_cnn3d_scores import metrics
+from src_training.fp_data import PHANTOM_SEED_BASE, CaseTable, load_tables
 
 HELD_OUT_PATIENTS = ("LIDC-IDRI-0001", "C3N-00247", "LUNG1-001", "IBSI_ct_phantom")
 """Real patients the 3-D classifiers never train on (the U-Net never saw them either)."""
@@ -287,11 +288,6 @@ def _short(held: dict) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     return "; ".join(f"{g}: AUC {f(m['auc'])}, CPM {f(m['cpm'])}" for g, m in held.items())
-
-
-def load_tables(cache: Path, model: str = "student") -> list[CaseTable]:
-    paths = sorted(p for p in (cache / model).glob("*.npz") if not p.name.endswith(".tmp.npz"))
-    return [CaseTable.load(p) for p in paths]
 
 
 def main(argv=None) -> int:

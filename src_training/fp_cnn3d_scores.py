@@ -2,8 +2,8 @@
 
 AUC and the pooled FROC/CPM per group of held-out scans (:data:`GROUPS`: the phantoms, and the
 real chests with and without inserted nodules), the operating points written into each file
-(:func:`default_operating_point`: about 1 false positive per scan on the held-out real-anatomy
-scans), and each scan scored by the file that held it out (:func:`held_out_from_files`, for
+(:func:`~src_training.fp_classifier.default_operating_point`: about 1 false positive per scan
+on the held-out real-anatomy scans), and each scan scored by the file that held it out (:func:`held_out_from_files`, for
 ``bench/fp_reduction.py --cnn``). Used by :mod:`src_training.fp_cnn3d`.
 """
 
@@ -57,27 +57,6 @@ def metrics(tables: list[CaseTable], scores: list[np.ndarray]) -> dict:
             "froc_sensitivity": sens,
         }
     return out
-
-
-def default_operating_point(tables: list[CaseTable], scores: list[np.ndarray]) -> dict:
-    """The operating points of ``scores`` on the held-out real-anatomy scans that may train
-    (real chests and their copies with inserted nodules; the CC BY-NC scans never set anything;
-    the phantoms where none hold a nodule) and the default: the threshold at
-    :data:`~src_training.fp_classifier.TARGET_FP_PER_SCAN`, as for the boosted trees."""
-    from src_training.fp_classifier import TARGET_FP_PER_SCAN, operating_points
-
-    idx = [i for i, t in enumerate(tables) if t.kind in GROUPS["real anatomy"] and t.trainable]
-    if not sum(tables[i].n_references for i in idx):
-        idx = list(range(len(tables)))
-    if not idx or not sum(tables[i].n_references for i in idx):
-        return {}
-    ops = operating_points([tables[i] for i in idx], [scores[i] for i in idx])
-    default = next(o for o in ops if o["fp_per_scan"] == TARGET_FP_PER_SCAN)["threshold"]
-    return {
-        "default_threshold": default,
-        "operating_points": ops,
-        "operating_points_from": [tables[i].name for i in idx],
-    }
 
 
 def _held_out(split: dict, table: CaseTable) -> bool:

@@ -99,6 +99,12 @@ class CaseTable:
             )
 
 
+def load_tables(cache: Path, model: str = "student") -> list[CaseTable]:
+    """Every finished table of ``model`` under ``cache`` (``<cache>/<model>/*.npz``), by name."""
+    paths = sorted(p for p in (cache / model).glob("*.npz") if not p.name.endswith(".tmp.npz"))
+    return [CaseTable.load(p) for p in paths]
+
+
 def _outcomes(case, n: int):
     from napari_lungkd.scoring.hits import candidate_outcomes
 

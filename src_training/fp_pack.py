@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     u.add_argument("--workers", type=int, default=1)
     args = ap.parse_args(argv)
     if args.cmd == "pack":
-        from src_training.fp_cnn3d import load_tables
+        from src_training.fp_data import load_tables
 
         info = pack(load_tables(args.cache, args.model), args.out)
         print(

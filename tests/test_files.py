@@ -104,3 +104,16 @@ def test_all_or_nothing_puts_a_set_of_files_back(tmp_path):
 
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_atomic_path_gives_the_usual_mode_even_to_a_file_made_anew(tmp_path):
+    """mkstemp makes 0600 and some writers (safetensors) unlink and create the file again: what
+    lands at ``path`` has the mode a plain open() would give (0666 less the umask)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_path(tmp_path / "w.safetensors") as tmp:
+        tmp.unlink()
+        tmp.write_bytes(b"made again")
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -127,7 +127,7 @@ def describe_classifier(classifier) -> str:
     name = Path(str(meta.get("path", ""))).name
     sha = str(meta.get("file_sha256") or "")[:12]
     thr = classifier.default_threshold
-    text = f"{kind} {name} {sha}, operating point {thr:.3f}".replace("  ", " ")
+    text = " ".join(p for p in (kind, name, sha) if p) + f", operating point {thr:.3f}"
     op = nearest_operating_point(classifier, thr)
     if op and "sensitivity" in op:
         text += (

@@ -28,10 +28,6 @@ class PatchClassifier(OperatingPoints):
     model: object  # napari_lungkd.models.cnn3d.PatchNet3d
     metadata: dict
 
-    @property
-    def kind(self) -> str:
-        return f"3-D CNN ({self.metadata.get('arch')}, {self.metadata.get('role', 'trained')})"
-
     def score_patches(self, patches: np.ndarray, batch: int = 64) -> np.ndarray:
         """Nodule probability of each ``(32, 32, 32)`` HU patch."""
         from napari_lungkd.models.cnn3d import predict_logits
